@@ -1,0 +1,153 @@
+//! A small HTTP/1.1 client on hyper for the sidecar's outgoing calls (Jenkins, the peer).
+//!
+//! Every call has a deadline, reads the whole (bounded) body and never follows redirects:
+//! Jenkins answers 302 to `/reload` and `/quietDown`, and that 302 *is* the success signal.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// Bodies larger than this are refused: nothing we talk to has a reason to send more.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Why an HTTP call failed before a status code came back.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{method} {url}: no answer within {timeout:?}")]
+    Timeout {
+        method: Method,
+        url: String,
+        timeout: Duration,
+    },
+    #[error("{method} {url}: {reason}")]
+    Transport {
+        method: Method,
+        url: String,
+        reason: String,
+    },
+}
+
+/// A complete answer: status, headers and the body read to its end.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    /// A header's value as text, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A cheap-to-clone client with keep-alive pooling.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4)
+            .build(connector);
+        Self { inner }
+    }
+
+    /// Sends one request and reads the whole answer, all within `timeout`.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        let uri: Uri =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| HttpError::BadUrl {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
+        if uri.scheme_str() != Some("http") {
+            return Err(HttpError::BadUrl {
+                url: url.to_string(),
+                reason: "only http:// URLs are supported".into(),
+            });
+        }
+        let mut builder = hyper::Request::builder().method(method.clone()).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| HttpError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let call = async {
+            let response = self
+                .inner
+                .request(request)
+                .await
+                .map_err(|e| transport(&method, url, &e))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| HttpError::Transport {
+                    method: method.clone(),
+                    url: url.to_string(),
+                    reason: format!("reading the body: {e}"),
+                })?
+                .to_bytes();
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout {
+                method,
+                url: url.to_string(),
+                timeout,
+            }),
+        }
+    }
+}
+
+/// Flattens hyper's nested error chain into one readable line ("connection refused", ...).
+fn transport(method: &Method, url: &str, error: &dyn std::error::Error) -> HttpError {
+    let mut reason = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        reason = format!("{reason}: {inner}");
+        source = inner.source();
+    }
+    HttpError::Transport {
+        method: method.clone(),
+        url: url.to_string(),
+        reason,
+    }
+}
