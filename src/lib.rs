@@ -3,4 +3,5 @@
 //! The decision core ([`decide`]) is pure; everything else is a thin adapter around it
 //! (lease, peer, jenkins, haproxy, api) wired together by [`node`].
 
+pub mod haproxy;
 pub mod http_client;
