@@ -1,0 +1,881 @@
+//! The YAML config file: its schema, defaults and validation.
+//!
+//! Every problem comes back as one [`ConfigError`] line naming the file, the line and the field
+//! (`config.yaml:14: timing.lease_timeout: ...`), so an operator can fix it without reading code.
+//! Secrets named by the file (the cluster token, the Jenkins API token) are read here, checked
+//! for permissions, and kept in [`Secret`], whose `Debug` never shows them.
+
+use std::fmt;
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::haproxy::Endpoint;
+
+/// Where `run` and the other subcommands look when `-c` and `JENKINS_HA_CONFIG` are not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/jenkins-ha/config.yaml";
+
+/// One problem in the config file, rendered as a single line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {field}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// A secret read from a file. Its `Debug` and `Display` are redacted so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself: only for putting on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How the JENKINS_HOME watcher notices changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Auto,
+    Inotify,
+    Poll,
+}
+
+// ---- The file as written (serde), before validation ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    peer: RawPeer,
+    auth: RawAuth,
+    jenkins: RawJenkins,
+    #[serde(default)]
+    lease: RawLease,
+    #[serde(default)]
+    timing: RawTiming,
+    #[serde(default)]
+    watch: RawWatch,
+    haproxy: RawHaproxy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    url: String,
+    #[serde(default)]
+    jenkins_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    token_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJenkins {
+    url: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    api_token_file: Option<PathBuf>,
+    home: PathBuf,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default = "default_reload_timeout", with = "humantime_serde")]
+    reload_timeout: Duration,
+    #[serde(default)]
+    restart_command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    #[serde(default)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_fall")]
+    fall: u32,
+    #[serde(default = "default_rise")]
+    rise: u32,
+    #[serde(default = "default_lease_timeout", with = "humantime_serde")]
+    lease_timeout: Duration,
+}
+
+impl Default for RawTiming {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            fall: default_fall(),
+            rise: default_rise(),
+            lease_timeout: default_lease_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    #[serde(default = "default_watch_mode")]
+    mode: WatchMode,
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    debounce: Duration,
+}
+
+impl Default for RawWatch {
+    fn default() -> Self {
+        Self {
+            mode: default_watch_mode(),
+            poll_interval: default_poll_interval(),
+            debounce: default_debounce(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    sockets: Vec<String>,
+    #[serde(default = "default_backends")]
+    backends: Vec<String>,
+    #[serde(default = "default_haproxy_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7070))
+}
+fn default_reload_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_fall() -> u32 {
+    3
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_lease_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_watch_mode() -> WatchMode {
+    WatchMode::Auto
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_backends() -> Vec<String> {
+    vec!["jenkins_http".into(), "jenkins_agent".into()]
+}
+fn default_haproxy_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+// ---- The validated config the daemon runs with ----
+
+/// The validated configuration. Every field is checked; secrets are loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub node: NodeConfig,
+    pub peer: PeerConfig,
+    pub cluster_token: Secret,
+    pub jenkins: JenkinsConfig,
+    pub lease_dir: PathBuf,
+    pub timing: Timing,
+    pub watch: WatchConfig,
+    pub haproxy: HaproxyConfig,
+    /// Non-fatal findings (for `check-config` and the log at start-up).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub name: String,
+    pub url: String,
+    /// The peer's Jenkins, used to quiet it down when we take over (fencing); optional.
+    pub jenkins_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JenkinsConfig {
+    pub url: String,
+    pub user: Option<String>,
+    pub api_token: Option<Secret>,
+    pub home: PathBuf,
+    /// Timeout of one HTTP call to Jenkins.
+    pub timeout: Duration,
+    /// How long a full reload may answer 503 before it counts as failed.
+    pub reload_timeout: Duration,
+    /// Run (through `/bin/sh -c`) when the standby's reload failed, e.g. `systemctl restart jenkins`.
+    pub restart_command: Option<String>,
+}
+
+/// The timing knobs of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: Duration,
+    pub fall: u32,
+    pub rise: u32,
+    pub lease_timeout: Duration,
+}
+
+impl Timing {
+    /// How long before the peer may take over the holder stops trusting its own lease:
+    /// max(2 × interval, 20 % of lease_timeout), as `protocol.md` fixes it.
+    pub fn margin(&self) -> Duration {
+        std::cmp::max(self.interval * 2, self.lease_timeout / 5)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub mode: WatchMode,
+    pub poll_interval: Duration,
+    pub debounce: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HaproxyConfig {
+    pub sockets: Vec<Endpoint>,
+    pub backends: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`, and loads the secrets it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            field: "(file)".into(),
+            message: format!("cannot read the config file: {}", io_reason(&e)),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path` (relative files resolve from its folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
+        Validator { path, text }.validate(raw)
+    }
+}
+
+/// Turns a serde error into `file:line: field: message`, naming the offending key itself.
+fn yaml_error(path: &Path, text: &str, error: &serde_yaml::Error) -> ConfigError {
+    let mut message = error.to_string();
+    let line = error.location().map(|l| l.line());
+    if let Some(pos) = message.rfind(" at line ") {
+        message.truncate(pos);
+    }
+    // serde_norway prefixes the path of the value it was in: "timing.interval: invalid value".
+    let (mut field, mut rest) = match message.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') && !p.is_empty() => (p.to_string(), r.to_string()),
+        _ => (String::new(), message.clone()),
+    };
+    if let Some(name) = rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let expected = rest
+            .split_once(", expected ")
+            .map(|(_, e)| e.replace('`', ""));
+        field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        rest = match expected {
+            Some(e) => format!("unknown key (expected {e})"),
+            None => "unknown key".into(),
+        };
+    } else if let Some(name) = rest
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let line_of_parent = if field.is_empty() {
+            None
+        } else {
+            locate(text, &field)
+        };
+        let full = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        return ConfigError {
+            file: path.to_path_buf(),
+            line: line_of_parent,
+            field: full,
+            message: "required key is missing".into(),
+        };
+    }
+    if field.is_empty() {
+        field = "(yaml)".into();
+    }
+    rest = rest.replace(
+        "expected a duration",
+        "expected a duration such as 500ms, 5s or 2m",
+    );
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        field,
+        message: rest,
+    }
+}
+
+/// Finds the line (1-based) of a dotted key such as `timing.lease_timeout` in block-style YAML.
+/// Used for errors found after parsing, where serde no longer knows positions.
+pub fn locate(text: &str, dotted: &str) -> Option<usize> {
+    let wanted: Vec<&str> = dotted.split('.').collect();
+    // Stack of (indent, key) for the current nesting.
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (index, raw_line) in text.lines().enumerate() {
+        let line = raw_line.split(" #").next().unwrap_or("");
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_string()));
+        if stack.len() == wanted.len() && stack.iter().zip(&wanted).all(|((_, k), w)| k == w) {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(pos) => text[..pos].to_string(),
+        None => text,
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line: locate(self.text, field),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Relative paths in the file resolve from the file's own folder.
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        check_server_name(&raw.node.name).map_err(|m| self.err("node.name", m))?;
+        check_server_name(&raw.peer.name).map_err(|m| self.err("peer.name", m))?;
+        if raw.node.name == raw.peer.name {
+            return Err(self.err(
+                "peer.name",
+                format!("must differ from node.name ({:?})", raw.node.name),
+            ));
+        }
+        check_http_url(&raw.peer.url).map_err(|m| self.err("peer.url", m))?;
+        if let Some(url) = &raw.peer.jenkins_url {
+            check_http_url(url).map_err(|m| self.err("peer.jenkins_url", m))?;
+        }
+        check_http_url(&raw.jenkins.url).map_err(|m| self.err("jenkins.url", m))?;
+
+        let cluster_token = self.read_secret("auth.token_file", &raw.auth.token_file)?;
+        let api_token = match (&raw.jenkins.user, &raw.jenkins.api_token_file) {
+            (Some(_), Some(file)) => Some(self.read_secret("jenkins.api_token_file", file)?),
+            (Some(_), None) => {
+                return Err(self.err(
+                    "jenkins.user",
+                    "is set but jenkins.api_token_file is not; give both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "jenkins.api_token_file",
+                    "is set but jenkins.user is not; give both or neither",
+                ))
+            }
+            (None, None) => None,
+        };
+
+        let home = self.resolve(&raw.jenkins.home);
+        if !home.is_dir() {
+            return Err(self.err(
+                "jenkins.home",
+                format!(
+                    "{} is not a directory (is the shared JENKINS_HOME mounted?)",
+                    home.display()
+                ),
+            ));
+        }
+        let lease_dir = match &raw.lease.dir {
+            Some(d) => self.resolve(d),
+            None => home.join(".jenkins-ha"),
+        };
+
+        let t = &raw.timing;
+        if t.interval < Duration::from_millis(10) {
+            return Err(self.err(
+                "timing.interval",
+                format!("must be at least 10ms, got {}", show(t.interval)),
+            ));
+        }
+        if t.fall == 0 {
+            return Err(self.err("timing.fall", "must be at least 1"));
+        }
+        if t.rise == 0 {
+            return Err(self.err("timing.rise", "must be at least 1"));
+        }
+        if t.lease_timeout < t.interval * 3 {
+            return Err(self.err(
+                "timing.lease_timeout",
+                format!(
+                    "must be at least 3 × timing.interval ({}), got {}: the holder renews every interval and \
+                     stops trusting its lease a margin of max(2 × interval, 20 %) before it runs out",
+                    show(t.interval * 3),
+                    show(t.lease_timeout)
+                ),
+            ));
+        }
+        let timing = Timing {
+            interval: t.interval,
+            fall: t.fall,
+            rise: t.rise,
+            lease_timeout: t.lease_timeout,
+        };
+
+        if raw.watch.poll_interval < Duration::from_millis(10) {
+            return Err(self.err("watch.poll_interval", "must be at least 10ms"));
+        }
+
+        if raw.haproxy.sockets.is_empty() {
+            return Err(self.err("haproxy.sockets", "must list at least one socket"));
+        }
+        let mut sockets = Vec::new();
+        for s in &raw.haproxy.sockets {
+            let endpoint: Endpoint = s
+                .parse()
+                .map_err(|e| self.err("haproxy.sockets", format!("{s:?}: {e}")))?;
+            sockets.push(endpoint);
+        }
+        if raw.haproxy.backends.is_empty() {
+            return Err(self.err("haproxy.backends", "must list at least one backend"));
+        }
+        for b in &raw.haproxy.backends {
+            if b.is_empty() || b.contains(|c: char| c.is_whitespace() || c == '/' || c == ';') {
+                return Err(self.err(
+                    "haproxy.backends",
+                    format!("{b:?} is not a valid backend name"),
+                ));
+            }
+        }
+        if raw.haproxy.timeout.is_zero() {
+            return Err(self.err("haproxy.timeout", "must be more than 0"));
+        }
+
+        let jenkins_timeout = raw.jenkins.timeout.unwrap_or_else(|| {
+            std::cmp::min(
+                std::cmp::max(t.interval * 2, Duration::from_millis(500)),
+                Duration::from_secs(5),
+            )
+        });
+        if jenkins_timeout.is_zero() {
+            return Err(self.err("jenkins.timeout", "must be more than 0"));
+        }
+        if raw.jenkins.reload_timeout < Duration::from_secs(1) {
+            return Err(self.err("jenkins.reload_timeout", "must be at least 1s"));
+        }
+        if let Some(cmd) = &raw.jenkins.restart_command {
+            if cmd.trim().is_empty() {
+                return Err(self.err(
+                    "jenkins.restart_command",
+                    "is empty; remove the key or give a command",
+                ));
+            }
+        }
+        if raw.node.listen.ip().is_unspecified() {
+            // Fine and usual; nothing to say.
+        } else if raw.node.listen.ip().is_loopback() && !url_is_loopback(&raw.peer.url) {
+            warnings.push(format!(
+                "node.listen {} is loopback-only but the peer ({}) is remote: its heartbeats cannot reach us",
+                raw.node.listen, raw.peer.url
+            ));
+        }
+
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            node: NodeConfig {
+                name: raw.node.name,
+                listen: raw.node.listen,
+            },
+            peer: PeerConfig {
+                name: raw.peer.name,
+                url: raw.peer.url.trim_end_matches('/').to_string(),
+                jenkins_url: raw
+                    .peer
+                    .jenkins_url
+                    .map(|u| u.trim_end_matches('/').to_string()),
+            },
+            cluster_token,
+            jenkins: JenkinsConfig {
+                url: raw.jenkins.url.trim_end_matches('/').to_string(),
+                user: raw.jenkins.user,
+                api_token,
+                home,
+                timeout: jenkins_timeout,
+                reload_timeout: raw.jenkins.reload_timeout,
+                restart_command: raw.jenkins.restart_command,
+            },
+            lease_dir,
+            timing,
+            watch: WatchConfig {
+                mode: raw.watch.mode,
+                poll_interval: raw.watch.poll_interval,
+                debounce: raw.watch.debounce,
+            },
+            haproxy: HaproxyConfig {
+                sockets,
+                backends: raw.haproxy.backends,
+                timeout: raw.haproxy.timeout,
+            },
+            warnings,
+        })
+    }
+
+    /// Reads a token file: it must exist, be a regular file, not be readable by others, and not be empty.
+    fn read_secret(&self, field: &str, file: &Path) -> Result<Secret, ConfigError> {
+        let path = self.resolve(file);
+        let meta = fs::metadata(&path).map_err(|e| {
+            self.err(
+                field,
+                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            )
+        })?;
+        if !meta.is_file() {
+            return Err(self.err(field, format!("{} is not a regular file", path.display())));
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            return Err(self.err(
+                field,
+                format!(
+                    "{} is accessible by other users (mode {:o}); run: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+        let content = fs::read_to_string(&path).map_err(|e| {
+            self.err(
+                field,
+                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            )
+        })?;
+        let token = content.trim();
+        if token.is_empty() {
+            return Err(self.err(field, format!("{} is empty", path.display())));
+        }
+        if token.contains(|c: char| c.is_control() || c == ' ') {
+            return Err(self.err(
+                field,
+                format!("{} must hold one token on one line", path.display()),
+            ));
+        }
+        Ok(Secret::new(token))
+    }
+}
+
+fn check_server_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return Err(format!(
+            "{name:?} is not a valid HAProxy server name (letters, digits, '-', '_', '.', ':' only)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    let parsed: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if parsed.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url:?} must start with http:// (TLS is left to a proxy in front)"
+        ));
+    }
+    if parsed.host().is_none_or(|h| h.is_empty()) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+fn url_is_loopback(url: &str) -> bool {
+    url.parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| {
+            u.host()
+                .map(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+        })
+        .unwrap_or(false)
+}
+
+/// A duration as an operator writes it (`1s`, `500ms`).
+pub fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::io::Write;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("home")).unwrap();
+            let token = dir.path().join("cluster.token");
+            File::create(&token)
+                .unwrap()
+                .write_all(b"s3cret\n")
+                .unwrap();
+            fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+            Setup { dir }
+        }
+        fn yaml(&self, extra: &str) -> String {
+            format!(
+                "node:\n  name: jenkins01\n  listen: 127.0.0.1:7070\npeer:\n  name: jenkins02\n  url: http://127.0.0.1:7071\n\
+                 auth:\n  token_file: cluster.token\njenkins:\n  url: http://127.0.0.1:8080\n  home: home\n\
+                 haproxy:\n  sockets: [/run/haproxy/admin.sock, \"tcp://127.0.0.1:9999\"]\n{extra}"
+            )
+        }
+        fn parse(&self, text: &str) -> Result<Config, ConfigError> {
+            Config::parse(&self.dir.path().join("config.yaml"), text)
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let s = Setup::new();
+        let c = s.parse(&s.yaml("")).unwrap();
+        assert_eq!(c.timing.interval, Duration::from_secs(1));
+        assert_eq!(c.timing.fall, 3);
+        assert_eq!(c.timing.lease_timeout, Duration::from_secs(5));
+        assert_eq!(c.watch.mode, WatchMode::Auto);
+        assert_eq!(c.watch.debounce, Duration::from_millis(500));
+        assert_eq!(c.haproxy.backends, vec!["jenkins_http", "jenkins_agent"]);
+        assert_eq!(c.lease_dir, s.dir.path().join("home").join(".jenkins-ha"));
+        assert_eq!(c.cluster_token.expose(), "s3cret");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token must never show in Debug output"
+        );
+        assert_eq!(c.timing.margin(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_full_field() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing:\n  interval: 1s\n  lease_timout: 5s\n"))
+            .unwrap_err();
+        assert_eq!(e.field, "timing.lease_timout");
+        assert_eq!(e.line, Some(16));
+        let line = e.to_string();
+        assert!(
+            line.contains("config.yaml:16: timing.lease_timout: unknown key"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn bad_duration_names_the_field() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing:\n  lease_timeout: 5 parsecs\n"))
+            .unwrap_err();
+        assert_eq!(e.field, "timing.lease_timeout");
+        assert_eq!(e.line, Some(15));
+        assert!(e.message.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_line() {
+        let s = Setup::new();
+        let e = s.parse("node: [\n  name: x\n").unwrap_err();
+        assert!(e.line.is_some(), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let s = Setup::new();
+        let text = s.yaml("").replace("  url: http://127.0.0.1:8080\n", "");
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.field, "jenkins.url");
+        assert!(e.to_string().contains("required key is missing"), "{e}");
+    }
+
+    #[test]
+    fn lease_timeout_must_cover_three_intervals() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing:\n  interval: 1s\n  lease_timeout: 2s\n"))
+            .unwrap_err();
+        assert_eq!(e.field, "timing.lease_timeout");
+        assert_eq!(e.line, Some(16));
+    }
+
+    #[test]
+    fn token_file_problems_are_refused() {
+        let s = Setup::new();
+        let missing = s.yaml("").replace("cluster.token", "nope.token");
+        let e = s.parse(&missing).unwrap_err();
+        assert_eq!(e.field, "auth.token_file");
+        assert!(
+            e.message.contains("nope.token") && e.message.contains("No such file"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(8));
+
+        let token = s.dir.path().join("cluster.token");
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = s.parse(&s.yaml("")).unwrap_err();
+        assert!(e.message.contains("chmod 600"), "{e}");
+
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&token, "\n").unwrap();
+        let e = s.parse(&s.yaml("")).unwrap_err();
+        assert!(e.message.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn user_needs_its_token_file() {
+        let s = Setup::new();
+        let text = s
+            .yaml("")
+            .replace("  home: home\n", "  home: home\n  user: ha-bot\n");
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.field, "jenkins.user");
+    }
+
+    #[test]
+    fn names_and_urls_are_checked() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("").replace("name: jenkins02", "name: jenkins01"))
+            .unwrap_err();
+        assert_eq!(e.field, "peer.name");
+        let e = s
+            .parse(&s.yaml("").replace("http://127.0.0.1:7071", "https://x:1"))
+            .unwrap_err();
+        assert_eq!(e.field, "peer.url");
+        let e = s
+            .parse(&s.yaml("").replace("tcp://127.0.0.1:9999", "relative.sock"))
+            .unwrap_err();
+        assert_eq!(e.field, "haproxy.sockets");
+        let e = s
+            .parse(&s.yaml("").replace("  home: home", "  home: nowhere"))
+            .unwrap_err();
+        assert_eq!(e.field, "jenkins.home");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum() {
+        let s = Setup::new();
+        let e = s.parse(&s.yaml("watch:\n  mode: sometimes\n")).unwrap_err();
+        assert_eq!(e.field, "watch.mode");
+        let e = s.parse(&s.yaml("timing:\n  fall: -1\n")).unwrap_err();
+        assert_eq!(e.field, "timing.fall");
+    }
+
+    #[test]
+    fn locate_follows_nesting() {
+        let text = "a:\n  b: 1\nc:\n  b: 2\n  d:\n    e: 3 # comment\n";
+        assert_eq!(locate(text, "a.b"), Some(2));
+        assert_eq!(locate(text, "c.b"), Some(4));
+        assert_eq!(locate(text, "c.d.e"), Some(6));
+        assert_eq!(locate(text, "x"), None);
+    }
+}

@@ -1,0 +1,916 @@
+//! Tests of the decision core: one test per rule, property tests of the invariants, and a
+//! simulation of two cores side by side against one lease model with random delays and pauses.
+
+use super::*;
+use proptest::prelude::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn timing() -> Timing {
+    Timing {
+        interval: Duration::from_secs(1),
+        fall: 3,
+        rise: 2,
+        lease_timeout: Duration::from_secs(5),
+    }
+}
+
+fn core(node: &str, peer: &str) -> Core {
+    Core::new(Params {
+        node: node.into(),
+        peer: peer.into(),
+        timing: timing(),
+    })
+}
+
+fn healthy() -> JenkinsObs {
+    JenkinsObs {
+        failures: 0,
+        successes: 5,
+        reload_failed: false,
+    }
+}
+
+fn down(failures: u32) -> JenkinsObs {
+    JenkinsObs {
+        failures,
+        successes: 0,
+        reload_failed: false,
+    }
+}
+
+fn term(term: u64, holder: &str, counter: u64) -> LeaseObs {
+    LeaseObs::Term(TermView {
+        term,
+        holder: holder.into(),
+        counter,
+        released: false,
+        handover_to: None,
+    })
+}
+
+fn obs(now_ms: u64, lease: LeaseObs, jenkins: JenkinsObs) -> Observation {
+    Observation {
+        now: Duration::from_millis(now_ms),
+        lease,
+        jenkins,
+        peer: None,
+        paused: false,
+        command: None,
+    }
+}
+
+fn claims(d: &Decision) -> Option<u64> {
+    d.actions.iter().find_map(|a| match a {
+        Action::Claim { term } => Some(*term),
+        _ => None,
+    })
+}
+
+fn routes(d: &Decision) -> bool {
+    d.actions.iter().any(|a| matches!(a, Action::Route { .. }))
+}
+
+/// A core that won term `t` at `at_ms` and is active.
+fn active_core(t: u64, at_ms: u64) -> Core {
+    let mut c = core("a", "b");
+    c.role = Role::Standby;
+    c.record(Outcome::Claimed {
+        term: t,
+        at: Duration::from_millis(at_ms),
+    });
+    c
+}
+
+// ---- Rules, one by one ----
+
+#[test]
+fn starting_waits_for_the_first_health_check() {
+    let mut c = core("a", "b");
+    let d = c.decide(&obs(0, LeaseObs::Empty, JenkinsObs::default()));
+    assert_eq!(d.role, Role::Starting);
+    assert!(
+        d.actions.is_empty(),
+        "a starting node touches nothing: {d:?}"
+    );
+    assert!(d
+        .reason
+        .contains("waiting for the first Jenkins health check"));
+}
+
+#[test]
+fn empty_lease_and_healthy_jenkins_claims_term_one() {
+    let mut c = core("a", "b");
+    let d = c.decide(&obs(0, LeaseObs::Empty, healthy()));
+    assert_eq!(claims(&d), Some(1));
+    assert_eq!(d.reason, "claiming term 1: no node holds a term yet");
+}
+
+#[test]
+fn empty_lease_but_jenkins_not_risen_waits() {
+    let mut c = core("a", "b");
+    let one = JenkinsObs {
+        failures: 0,
+        successes: 1,
+        reload_failed: false,
+    };
+    let d = c.decide(&obs(0, LeaseObs::Empty, one));
+    assert_eq!(claims(&d), None);
+    assert_eq!(d.role, Role::Standby);
+    assert!(d.reason.contains("passed 1 of the 2"), "{}", d.reason);
+}
+
+#[test]
+fn claimed_term_makes_us_active_and_routes_until_expiry() {
+    let mut c = core("a", "b");
+    c.decide(&obs(0, LeaseObs::Empty, healthy()));
+    c.record(Outcome::Claimed {
+        term: 1,
+        at: 10 * MS,
+    });
+    let d = c.decide(&obs(20, term(1, "a", 0), healthy()));
+    assert_eq!(d.role, Role::Active);
+    // valid until 10ms + 5s - max(2s, 1s)
+    assert!(d.actions.contains(&Action::Route {
+        term: 1,
+        until: Duration::from_millis(3010)
+    }));
+    assert!(d.actions.contains(&Action::Renew {
+        term: 1,
+        counter: 1,
+        handover_to: None
+    }));
+    assert_eq!(d.reason, "active: I hold term 1, renewed 0.0 s ago");
+}
+
+#[test]
+fn standby_follows_a_live_holder() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 1), healthy()));
+    let d = c.decide(&obs(400, term(7, "a", 2), healthy()));
+    assert_eq!(d.role, Role::Standby);
+    assert_eq!(d.actions, vec![Action::StopRouting, Action::JenkinsStandby]);
+    assert_eq!(d.reason, "standby: a holds term 7 and renewed 0.0 s ago");
+}
+
+#[test]
+fn standby_claims_only_after_lease_timeout_of_stillness() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), healthy()));
+    let d = c.decide(&obs(4999, term(7, "a", 3), healthy()));
+    assert_eq!(claims(&d), None, "{}", d.reason);
+    let d = c.decide(&obs(5000, term(7, "a", 3), healthy()));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(
+        d.reason,
+        "claiming term 8: a has not renewed term 7 for 5.0 s"
+    );
+}
+
+#[test]
+fn stillness_restarts_whenever_the_counter_moves() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), healthy()));
+    c.decide(&obs(4000, term(7, "a", 4), healthy()));
+    let d = c.decide(&obs(8999, term(7, "a", 4), healthy()));
+    assert_eq!(claims(&d), None);
+    let d = c.decide(&obs(9000, term(7, "a", 4), healthy()));
+    assert_eq!(claims(&d), Some(8));
+}
+
+#[test]
+fn released_term_is_taken_at_once() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), healthy()));
+    let mut view = TermView {
+        term: 7,
+        holder: "a".into(),
+        counter: 4,
+        released: true,
+        handover_to: None,
+    };
+    let d = c.decide(&obs(100, LeaseObs::Term(view.clone()), healthy()));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason, "claiming term 8: a released term 7");
+    // ... but not while paused.
+    view.counter = 5;
+    let mut o = obs(200, LeaseObs::Term(view), healthy());
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), None);
+    assert!(d.reason.contains("paused"), "{}", d.reason);
+}
+
+#[test]
+fn handover_to_me_is_taken_at_once_even_when_paused() {
+    let mut c = core("b", "a");
+    let view = TermView {
+        term: 7,
+        holder: "a".into(),
+        counter: 4,
+        released: false,
+        handover_to: Some("b".into()),
+    };
+    let mut o = obs(100, LeaseObs::Term(view), healthy());
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason, "claiming term 8: a handed term 7 over to me");
+}
+
+#[test]
+fn handover_to_someone_else_is_not_taken() {
+    let mut c = core("b", "a");
+    let view = TermView {
+        term: 7,
+        holder: "a".into(),
+        counter: 4,
+        released: false,
+        handover_to: Some("c".into()),
+    };
+    let d = c.decide(&obs(100, LeaseObs::Term(view), healthy()));
+    assert_eq!(claims(&d), None);
+}
+
+#[test]
+fn unhealthy_standby_never_claims_and_says_no_active_loudly() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), down(1)));
+    let broken = JenkinsObs {
+        failures: 0,
+        successes: 9,
+        reload_failed: true,
+    };
+    let d = c.decide(&obs(60_000, term(7, "a", 3), broken));
+    assert_eq!(claims(&d), None);
+    assert!(d.reason.contains("NO ACTIVE NODE"), "{}", d.reason);
+    assert!(d.reason.contains("failed its last reload"), "{}", d.reason);
+    let d = c.decide(&obs(61_000, term(7, "a", 3), down(4)));
+    assert_eq!(claims(&d), None);
+    assert!(d.reason.contains("my Jenkins is down"), "{}", d.reason);
+}
+
+#[test]
+fn paused_standby_does_not_take_a_stale_term() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), healthy()));
+    let mut o = obs(10_000, term(7, "a", 3), healthy());
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), None);
+    assert!(d.reason.contains("paused"));
+}
+
+#[test]
+fn unreadable_lease_never_leads_to_a_claim() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 3), healthy()));
+    let d = c.decide(&obs(
+        10_000,
+        LeaseObs::Unreadable("timed out".into()),
+        healthy(),
+    ));
+    assert_eq!(claims(&d), None);
+    assert_eq!(d.reason, "standby: cannot read the lease: timed out");
+}
+
+#[test]
+fn own_term_from_before_a_restart_is_resumed_in_the_next_term() {
+    let mut c = core("a", "b");
+    let d = c.decide(&obs(0, term(7, "a", 30), healthy()));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason, "claiming term 8: I held term 7 before");
+}
+
+#[test]
+fn own_released_term_waits_for_the_peer_first() {
+    let mut c = core("a", "b");
+    let view = TermView {
+        term: 7,
+        holder: "a".into(),
+        counter: 30,
+        released: true,
+        handover_to: None,
+    };
+    let d = c.decide(&obs(0, LeaseObs::Term(view.clone()), healthy()));
+    assert_eq!(claims(&d), None);
+    assert!(d.reason.contains("I released term 7"), "{}", d.reason);
+    let d = c.decide(&obs(5000, LeaseObs::Term(view), healthy()));
+    assert_eq!(claims(&d), Some(8), "nobody took it: take it back");
+}
+
+#[test]
+fn expired_lease_steps_down_before_anything_else() {
+    let mut c = active_core(3, 0);
+    // Even with a pending command and a failing Jenkins, expiry comes first.
+    let mut o = obs(3000, term(3, "a", 0), down(5));
+    o.command = Some(Command::Handover { to: "b".into() });
+    let d = c.decide(&o);
+    assert_eq!(d.role, Role::SteppingDown);
+    assert_eq!(d.actions, vec![Action::StopRouting, Action::JenkinsStandby]);
+    assert!(
+        d.reason
+            .starts_with("stepping down: my lease on term 3 expired by my own clock"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(c.held_term(), None);
+}
+
+#[test]
+fn holder_seeing_a_newer_term_steps_down() {
+    let mut c = active_core(3, 0);
+    let d = c.decide(&obs(500, term(4, "b", 0), healthy()));
+    assert_eq!(d.role, Role::SteppingDown);
+    assert!(!routes(&d));
+    assert_eq!(d.reason, "stepping down: b holds term 4 (mine was 3)");
+}
+
+#[test]
+fn holder_keeps_routing_while_storage_is_unreadable_but_lease_valid() {
+    let mut c = active_core(3, 0);
+    let d = c.decide(&obs(1000, LeaseObs::Unreadable("EIO".into()), healthy()));
+    assert_eq!(d.role, Role::Active);
+    assert!(routes(&d));
+    assert!(d.reason.contains("stays valid for 2.0 s"), "{}", d.reason);
+}
+
+#[test]
+fn renewal_extends_only_if_done_before_expiry() {
+    let mut c = active_core(3, 0);
+    // A write started at 1 s and done at 1.1 s counts.
+    c.record(Outcome::Renewed {
+        term: 3,
+        counter: 1,
+        at: 1000 * MS,
+        done: 1100 * MS,
+    });
+    assert_eq!(c.valid_until(), Some(4000 * MS));
+    // A write that started in time but landed after expiry (hung storage) does not.
+    c.record(Outcome::Renewed {
+        term: 3,
+        counter: 2,
+        at: 3900 * MS,
+        done: 4200 * MS,
+    });
+    assert_eq!(c.valid_until(), Some(4000 * MS));
+    // A stale counter does not either.
+    c.record(Outcome::Renewed {
+        term: 3,
+        counter: 1,
+        at: 3000 * MS,
+        done: 3001 * MS,
+    });
+    assert_eq!(c.valid_until(), Some(4000 * MS));
+}
+
+#[test]
+fn failing_jenkins_releases_the_term() {
+    let mut c = active_core(3, 0);
+    let d = c.decide(&obs(500, term(3, "a", 0), down(2)));
+    assert_eq!(d.role, Role::Active, "two failures are under fall 3");
+    let d = c.decide(&obs(700, term(3, "a", 0), down(3)));
+    assert_eq!(d.role, Role::SteppingDown);
+    assert!(d.actions.contains(&Action::Release { term: 3 }));
+    assert!(d.actions.contains(&Action::NotifyPeer));
+    assert!(!routes(&d));
+    assert_eq!(
+        d.reason,
+        "releasing term 3: my Jenkins failed 3 health checks in a row (fall 3); b can take over"
+    );
+}
+
+#[test]
+fn failing_jenkins_keeps_the_term_when_the_peer_is_down_too() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(700, term(3, "a", 0), down(3));
+    o.peer = Some(PeerObs {
+        role: Role::Standby,
+        term: 3,
+        jenkins_healthy: false,
+        age: 200 * MS,
+    });
+    let d = c.decide(&o);
+    assert_eq!(d.role, Role::Active);
+    assert!(
+        d.reason.contains("reports its Jenkins down too"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn paused_active_does_not_release_on_failure() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(700, term(3, "a", 0), down(10));
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(d.role, Role::Active);
+    assert!(d.reason.contains("paused"), "{}", d.reason);
+}
+
+#[test]
+fn shutdown_releases() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(700, term(3, "a", 0), healthy());
+    o.command = Some(Command::Shutdown);
+    let d = c.decide(&o);
+    assert_eq!(d.role, Role::SteppingDown);
+    assert_eq!(d.actions[0], Action::StopRouting);
+    assert!(d.actions.contains(&Action::Release { term: 3 }));
+}
+
+#[test]
+fn handover_is_written_and_kept_until_the_target_claims() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(700, term(3, "a", 0), healthy());
+    o.command = Some(Command::Handover { to: "b".into() });
+    let d = c.decide(&o);
+    assert!(d.actions.contains(&Action::Renew {
+        term: 3,
+        counter: 1,
+        handover_to: Some("b".into())
+    }));
+    assert!(routes(&d), "make-before-break: keep routing until b claims");
+    let d = c.decide(&obs(900, term(3, "a", 1), healthy()));
+    assert!(d.actions.contains(&Action::Renew {
+        term: 3,
+        counter: 1,
+        handover_to: Some("b".into())
+    }));
+    let d = c.decide(&obs(1000, term(4, "b", 0), healthy()));
+    assert_eq!(d.role, Role::SteppingDown);
+}
+
+#[test]
+fn reasons_are_one_line() {
+    let mut c = core("a", "b");
+    for o in [
+        obs(0, LeaseObs::Empty, JenkinsObs::default()),
+        obs(0, LeaseObs::Unreadable("x".into()), healthy()),
+    ] {
+        let d = c.decide(&o);
+        assert!(!d.reason.contains('\n'));
+    }
+}
+
+// ---- Property tests of the invariants ----
+
+fn arb_lease() -> impl Strategy<Value = LeaseObs> {
+    prop_oneof![
+        Just(LeaseObs::Empty),
+        Just(LeaseObs::Unreadable("io".into())),
+        (
+            1u64..6,
+            prop_oneof![Just("a"), Just("b")],
+            0u64..4,
+            any::<bool>(),
+            0u8..3
+        )
+            .prop_map(|(t, h, c, released, ho)| LeaseObs::Term(TermView {
+                term: t,
+                holder: h.into(),
+                counter: c,
+                released,
+                handover_to: match ho {
+                    0 => None,
+                    1 => Some("a".into()),
+                    _ => Some("b".into()),
+                },
+            })),
+    ]
+}
+
+fn arb_jenkins() -> impl Strategy<Value = JenkinsObs> {
+    (0u32..5, 0u32..5, any::<bool>()).prop_map(|(failures, successes, reload_failed)| JenkinsObs {
+        failures,
+        successes,
+        reload_failed,
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Observe {
+        dt_ms: u64,
+        lease: LeaseObs,
+        jenkins: JenkinsObs,
+        paused: bool,
+        command: u8,
+    },
+    Outcome(u8, u64),
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u64..3000, arb_lease(), arb_jenkins(), any::<bool>(), 0u8..6).prop_map(
+            |(dt_ms, lease, jenkins, paused, command)| Step::Observe { dt_ms, lease, jenkins, paused, command }
+        ),
+        1 => (0u8..3, 0u64..400).prop_map(|(k, d)| Step::Outcome(k, d)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// A node never acts as active without a lease that is valid by its own clock, and a node whose
+    /// lease expired does nothing but step down.
+    #[test]
+    fn never_active_without_a_valid_lease(steps in prop::collection::vec(arb_step(), 1..40)) {
+        let mut c = core("a", "b");
+        let mut now = Duration::ZERO;
+        for step in steps {
+            match step {
+                Step::Observe { dt_ms, lease, jenkins, paused, command } => {
+                    now += Duration::from_millis(dt_ms);
+                    let expired_before = c.valid_until().is_some_and(|u| now >= u);
+                    let command = match command {
+                        0 => Some(Command::Shutdown),
+                        1 => Some(Command::Handover { to: "b".into() }),
+                        _ => None,
+                    };
+                    let o = Observation { now, lease, jenkins, peer: None, paused, command };
+                    let d = c.decide(&o);
+                    if expired_before {
+                        prop_assert_eq!(&d.actions, &vec![Action::StopRouting, Action::JenkinsStandby]);
+                    }
+                    for a in &d.actions {
+                        match a {
+                            Action::Route { until, .. } | Action::JenkinsActive { until, .. } => {
+                                prop_assert!(now < *until, "routes at {:?} past its expiry {:?}", now, *until);
+                                prop_assert_eq!(Some(*until), c.valid_until());
+                            }
+                            Action::Renew { term, .. } | Action::Release { term } => {
+                                prop_assert!(!expired_before);
+                                let is_release = matches!(a, Action::Release { .. });
+                                let ok = c.held_term() == Some(*term) || is_release;
+                                prop_assert!(ok);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if d.role == Role::Active {
+                        prop_assert!(c.valid_until().is_some_and(|u| now < u));
+                    }
+                }
+                Step::Outcome(kind, d) => {
+                    let at = now;
+                    now += Duration::from_millis(d);
+                    match kind {
+                        0 => c.record(Outcome::Claimed { term: 1 + c.held_term().unwrap_or(0), at }),
+                        1 => {
+                            if let Some(t) = c.held_term() {
+                                c.record(Outcome::Renewed { term: t, counter: 1000 + d, at, done: now });
+                            }
+                        }
+                        _ => {
+                            if let Some(t) = c.held_term() {
+                                c.record(Outcome::Released { term: t });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A standby never claims while the holder's counter moved within lease_timeout, unless the
+    /// term was released or handed over to it.
+    #[test]
+    fn standby_never_claims_a_live_term(
+        moves in prop::collection::vec((0u64..2500, any::<bool>()), 1..30),
+        jenkins in arb_jenkins(),
+    ) {
+        let mut c = core("b", "a");
+        let mut now = Duration::ZERO;
+        let mut counter = 0;
+        let mut last_move = Duration::ZERO;
+        let mut first = true;
+        for (dt, moved) in moves {
+            now += Duration::from_millis(dt);
+            if moved || first {
+                counter += 1;
+                last_move = now;
+                first = false;
+            }
+            let d = c.decide(&obs(now.as_millis() as u64, term(5, "a", counter), jenkins));
+            if claims(&d).is_some() {
+                prop_assert!(now - last_move >= timing().lease_timeout,
+                    "claimed {:?} after the counter moved", now - last_move);
+            }
+        }
+    }
+}
+
+// ---- Two cores side by side against one lease model ----
+
+/// The shared storage: term files with exclusive create and atomic rename.
+#[derive(Debug, Default)]
+struct Storage {
+    terms: std::collections::BTreeMap<u64, TermView>,
+}
+
+impl Storage {
+    fn view(&self) -> LeaseObs {
+        match self.terms.iter().next_back() {
+            Some((_, v)) => LeaseObs::Term(v.clone()),
+            None => LeaseObs::Empty,
+        }
+    }
+}
+
+/// A small deterministic generator so a failing seed replays exactly.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct SimNode {
+    core: Core,
+    name: &'static str,
+    jenkins_up: bool,
+    storage_ok: bool,
+    successes: u32,
+    failures: u32,
+    /// SIGSTOP: nothing of this node runs before this instant.
+    paused_until: Duration,
+    /// Actions decided but not yet carried out, in order.
+    queue: std::collections::VecDeque<Action>,
+}
+
+impl SimNode {
+    fn new(name: &'static str, peer: &str) -> Self {
+        SimNode {
+            core: core(name, peer),
+            name,
+            jenkins_up: true,
+            storage_ok: true,
+            successes: 0,
+            failures: 0,
+            paused_until: Duration::ZERO,
+            queue: Default::default(),
+        }
+    }
+
+    /// Until when this node may act as active (route traffic, answer /active), as its adapters enforce it.
+    fn active_until(&self) -> Option<Duration> {
+        if self.core.role() == Role::Active {
+            self.core.valid_until()
+        } else {
+            None
+        }
+    }
+}
+
+/// One step of one node's loop. Every step is its own event, so the two nodes interleave anywhere.
+#[derive(Debug, Clone)]
+enum Ev {
+    /// Read the lease and decide.
+    Tick,
+    /// Start the next queued action.
+    Next,
+    /// The write lands on storage (rename / exclusive create happens here).
+    Commit(Action, Duration),
+    /// The write call returns to the loop.
+    Done(Option<Outcome>),
+}
+
+/// Runs one simulated timeline with random interleavings, write latencies, storage faults, Jenkins
+/// faults and process pauses until `faults_until`, then none until `end`. Fails on any instant with
+/// two nodes acting as active, and if the cluster has not converged to one active at the end.
+fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, String> {
+    let mut rng = Rng(seed | 1);
+    let t = timing();
+    let mut storage = Storage::default();
+    let mut nodes = [SimNode::new("a", "b"), SimNode::new("b", "a")];
+    let mut events: std::collections::BTreeMap<(Duration, u64), (usize, Ev)> = Default::default();
+    let mut seq = 0u64;
+    let mut push = |events: &mut std::collections::BTreeMap<(Duration, u64), (usize, Ev)>,
+                    at: Duration,
+                    i: usize,
+                    e: Ev| {
+        seq += 1;
+        events.insert((at, seq), (i, e));
+    };
+    push(&mut events, Duration::ZERO, 0, Ev::Tick);
+    push(
+        &mut events,
+        Duration::from_millis(rng.below(50)),
+        1,
+        Ev::Tick,
+    );
+    let mut log = Vec::new();
+    let mut claims_won = 0;
+    while let Some(((now, _), (i, ev))) = events.pop_first() {
+        if now > end {
+            break;
+        }
+        let faulty = now < faults_until;
+        if !faulty {
+            nodes[i].jenkins_up = true;
+            nodes[i].storage_ok = true;
+        }
+        if nodes[i].paused_until > now {
+            push(&mut events, nodes[i].paused_until, i, ev);
+            continue;
+        }
+        if faulty {
+            match rng.below(60) {
+                0 => nodes[i].jenkins_up = !nodes[i].jenkins_up,
+                1 => nodes[i].storage_ok = !nodes[i].storage_ok,
+                2 => {
+                    let pause = Duration::from_millis(rng.below(12_000));
+                    nodes[i].paused_until = now + pause;
+                    log.push(format!(
+                        "{now:?} {} paused for {pause:?} before {ev:?}",
+                        nodes[i].name
+                    ));
+                    push(&mut events, now + pause, i, ev);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let lag = |rng: &mut Rng| {
+            Duration::from_millis(if faulty {
+                rng.below(900)
+            } else {
+                rng.below(15)
+            })
+        };
+        match ev {
+            Ev::Tick => {
+                if nodes[i].jenkins_up {
+                    nodes[i].successes += 1;
+                    nodes[i].failures = 0;
+                } else {
+                    nodes[i].failures += 1;
+                    nodes[i].successes = 0;
+                }
+                let lease = if nodes[i].storage_ok {
+                    storage.view()
+                } else {
+                    LeaseObs::Unreadable("EIO".into())
+                };
+                // The decision comes a little after the read: the view may already be stale.
+                let decided = now + lag(&mut rng);
+                let o = Observation {
+                    now: decided,
+                    lease,
+                    jenkins: JenkinsObs {
+                        failures: nodes[i].failures,
+                        successes: nodes[i].successes,
+                        reload_failed: false,
+                    },
+                    peer: None,
+                    paused: false,
+                    command: None,
+                };
+                let d = nodes[i].core.decide(&o);
+                nodes[i].queue = d.actions.into_iter().collect();
+                push(&mut events, decided, i, Ev::Next);
+            }
+            Ev::Next => match nodes[i].queue.pop_front() {
+                None => push(&mut events, now + t.interval, i, Ev::Tick),
+                Some(
+                    a @ (Action::Claim { .. } | Action::Renew { .. } | Action::Release { .. }),
+                ) => {
+                    let commit = now + lag(&mut rng);
+                    push(&mut events, commit, i, Ev::Commit(a, now));
+                }
+                Some(_) => push(&mut events, now, i, Ev::Next),
+            },
+            Ev::Commit(action, start) => {
+                let outcome = if !nodes[i].storage_ok {
+                    None
+                } else {
+                    match action {
+                        Action::Claim { term } => {
+                            if let std::collections::btree_map::Entry::Vacant(e) =
+                                storage.terms.entry(term)
+                            {
+                                e.insert(TermView {
+                                    term,
+                                    holder: nodes[i].name.into(),
+                                    counter: 0,
+                                    released: false,
+                                    handover_to: None,
+                                });
+                                Some(Outcome::Claimed { term, at: start })
+                            } else {
+                                Some(Outcome::ClaimLost { term })
+                            }
+                        }
+                        Action::Renew {
+                            term,
+                            counter,
+                            handover_to,
+                        } => {
+                            let v = storage
+                                .terms
+                                .get_mut(&term)
+                                .expect("only the holder renews");
+                            v.counter = counter;
+                            v.handover_to = handover_to;
+                            Some(Outcome::Renewed {
+                                term,
+                                counter,
+                                at: start,
+                                done: Duration::MAX,
+                            })
+                        }
+                        Action::Release { term } => {
+                            if let Some(v) = storage.terms.get_mut(&term) {
+                                v.released = true;
+                            }
+                            Some(Outcome::Released { term })
+                        }
+                        _ => None,
+                    }
+                };
+                push(&mut events, now + lag(&mut rng), i, Ev::Done(outcome));
+            }
+            Ev::Done(outcome) => {
+                let mut redecide = false;
+                if let Some(mut o) = outcome {
+                    if let Outcome::Renewed { done, .. } = &mut o {
+                        *done = now;
+                    }
+                    if let Outcome::Claimed { term, at } = &o {
+                        log.push(format!(
+                            "{now:?} {} won term {term} (create started {at:?})",
+                            nodes[i].name
+                        ));
+                        claims_won += 1;
+                        redecide = true;
+                    }
+                    nodes[i].core.record(o);
+                }
+                if redecide {
+                    nodes[i].queue.clear();
+                    push(&mut events, now, i, Ev::Tick);
+                } else {
+                    push(&mut events, now, i, Ev::Next);
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (nodes[0].active_until(), nodes[1].active_until()) {
+            if a > now && b > now {
+                log.push(format!(
+                    "{now:?}: TWO ACTIVES, a until {a:?}, b until {b:?}"
+                ));
+                return Err(log.join("\n"));
+            }
+        }
+    }
+    let actives = nodes
+        .iter()
+        .filter(|n| n.core.role() == Role::Active)
+        .count();
+    if actives != 1 {
+        return Err(format!(
+            "did not converge: {actives} active nodes at the end\n{}",
+            log.join("\n")
+        ));
+    }
+    Ok(claims_won)
+}
+
+#[test]
+fn two_cores_never_both_active_and_converge_after_faults() {
+    let mut claims = 0;
+    for seed in 1..300u64 {
+        match simulate(
+            seed * 7919,
+            Duration::from_secs(90),
+            Duration::from_secs(130),
+        ) {
+            Ok(n) => claims += n,
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(
+        claims > 300 * 3,
+        "the faults should cause many takeovers, got {claims}"
+    );
+}
+
+#[test]
+fn two_cores_converge_without_faults() {
+    for seed in 1..50u64 {
+        let claims = simulate(seed, Duration::ZERO, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            claims, 1,
+            "seed {seed}: exactly one claim when nothing fails"
+        );
+    }
+}
