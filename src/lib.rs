@@ -5,3 +5,4 @@
 
 pub mod haproxy;
 pub mod http_client;
+pub mod jenkins;
