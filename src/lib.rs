@@ -7,3 +7,4 @@ pub mod config;
 pub mod decide;
 pub mod haproxy;
 pub mod http_client;
+pub mod jenkins;
