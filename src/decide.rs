@@ -248,6 +248,14 @@ impl Core {
         (held.renewed_at + t.lease_timeout).saturating_sub(t.margin())
     }
 
+    /// How long the lease's (term, counter) has been still at `now`, on our clock.
+    pub fn lease_still_for(&self, now: Mono) -> Duration {
+        self.watched
+            .as_ref()
+            .map(|w| now.saturating_sub(w.since))
+            .unwrap_or_default()
+    }
+
     /// Feeds back what a lease write came to.
     pub fn record(&mut self, outcome: Outcome) {
         match outcome {

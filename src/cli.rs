@@ -1,0 +1,266 @@
+//! The command line: clap definitions and the front ends of `run`, `check-config` and `status`.
+//!
+//! Errors leave here as one line on stderr; config errors exit 2 before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::haproxy::HaproxyClient;
+use crate::http_client::HttpClient;
+use crate::jenkins::{Health, JenkinsClient};
+use crate::node::{Node, Shared};
+use crate::status::{render_table, ClusterStatus};
+
+/// Keeps one of two Jenkins masters on a shared JENKINS_HOME active behind HAProxy.
+#[derive(Debug, Parser)]
+#[command(name = "jenkins-ha", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file.
+    #[arg(short, long, global = true, env = "JENKINS_HA_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the daemon (what the systemd unit starts).
+    Run,
+    /// Validate the config and the files it names; warn about unreachable sockets and Jenkins.
+    CheckConfig,
+    /// Show both nodes as one table, asked of the local sidecar.
+    Status {
+        /// Print the JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("jenkins-ha: {e}");
+        ExitCode::from(2)
+    })
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run => run(&cli.config),
+        Cmd::CheckConfig => check_config(&cli.config),
+        Cmd::Status { json } => status(&cli.config, json),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("jenkins-ha: cannot start the async runtime: {e}");
+            std::process::exit(1)
+        })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JENKINS_HA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    runtime().block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.node.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "jenkins-ha: node.listen: cannot listen on {}: {e}",
+                    config.node.listen
+                );
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(
+            "jenkins-ha {} starting as {} (peer {}), API on {}, lease in {}",
+            env!("CARGO_PKG_VERSION"),
+            config.node.name,
+            config.peer.name,
+            config.node.listen,
+            config.lease_dir.display()
+        );
+        let shared = Shared::new(config);
+        let node = match Node::start(shared.clone()) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("jenkins-ha: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tokio::spawn(crate::api::serve(listener, shared.clone()));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        match signal_hook_tokio::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ]) {
+            Ok(mut signals) => {
+                tokio::spawn(async move {
+                    use futures_util::StreamExt;
+                    if let Some(sig) = signals.next().await {
+                        tracing::info!("signal {sig} received: stopping cleanly");
+                        let _ = stop_tx.send(());
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("jenkins-ha: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        node.run(stop_rx).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    runtime().block_on(async {
+        for endpoint in &config.haproxy.sockets {
+            let client = HaproxyClient::new(endpoint.clone(), Duration::from_secs(2));
+            match client.show_servers_state(None).await {
+                Ok(states) => {
+                    for b in &config.haproxy.backends {
+                        for server in [&config.node.name, &config.peer.name] {
+                            if !states
+                                .iter()
+                                .any(|s| &s.backend == b && &s.server == server)
+                            {
+                                println!("warning: HAProxy {endpoint}: no server {b}/{server}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => println!("warning: HAProxy {endpoint}: {e}"),
+            }
+        }
+        let token = config
+            .jenkins
+            .api_token
+            .as_ref()
+            .map(|t| t.expose().to_string());
+        if let Ok(client) = JenkinsClient::new(
+            &config.jenkins.url,
+            config.jenkins.user.clone(),
+            token,
+            config.jenkins.timeout,
+        ) {
+            match client.probe().await.health {
+                Health::Up => {
+                    if let Err(e) = client.info().await {
+                        println!("warning: Jenkins {}: {e}", config.jenkins.url);
+                    }
+                }
+                Health::GettingReady => println!(
+                    "warning: Jenkins {} is getting ready (503)",
+                    config.jenkins.url
+                ),
+                Health::Down(why) => println!("warning: Jenkins {}: {why}", config.jenkins.url),
+            }
+        }
+    });
+    println!(
+        "{}: valid (node {}, peer {}, {} HAProxy socket(s), lease in {})",
+        config.path.display(),
+        config.node.name,
+        config.peer.name,
+        config.haproxy.sockets.len(),
+        config.lease_dir.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// The address to reach our own API at: `0.0.0.0` and `::` become loopback.
+pub fn local_api(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}
+
+fn status(path: &std::path::Path, json: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let url = format!("http://{}/status", local_api(config.node.listen));
+    let result = runtime().block_on(async {
+        HttpClient::new()
+            .send(
+                hyper::Method::GET,
+                &url,
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_secs(3),
+            )
+            .await
+    });
+    let response = match result {
+        Ok(r) if r.status.is_success() => r,
+        Ok(r) => {
+            eprintln!(
+                "jenkins-ha: the local sidecar at {url} answered {}",
+                r.status
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!(
+                "jenkins-ha: the local sidecar does not answer: {e} (is jenkins-ha running?)"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&response.body).trim_end());
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<ClusterStatus>(&response.body) {
+        Ok(s) => {
+            print!("{}", render_table(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jenkins-ha: the local sidecar sent a status this version cannot read: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Keeps the local Jenkins in the shape the decision asks for, and measures its health.
+//!
+//! One task probes Jenkins every interval and follows a [`JenkinsGoal`]:
+//! - `Standby`: keep it in quiet-down, re-asserted whenever it drifts (a restart changes
+//!   `X-Jenkins-Session` and forgets quiet-down);
+//! - `Active`: once per term, promote it: quiet the peer's Jenkins if we can reach it (fencing),
+//!   full reload (build history and `nextBuildNumber` may have moved), wait out the 503 window,
+//!   then cancel quiet-down, but never after the lease's deadline.
+//!
+//! A reload that stays 503 past `jenkins.reload_timeout` has failed (real Jenkins stays 503 until
+//! restarted): Jenkins is marked unhealthy and never promoted, and `jenkins.restart_command` runs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::jenkins::{Health, JenkinsClient, JenkinsError};
+use crate::lease::unix_ms;
+
+/// What the decision wants from the local Jenkins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JenkinsGoal {
+    /// Starting: leave it as it is.
+    Leave,
+    Standby,
+    /// Promote once for `term`; touch nothing after `until` (the lease's deadline).
+    Active {
+        term: u64,
+        until: Instant,
+    },
+}
+
+/// A finished reload, for `status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReloadRecord {
+    pub kind: String,
+    pub at_unix_ms: u64,
+    pub duration_ms: u64,
+    pub result: String,
+}
+
+/// What the control task knows about the local Jenkins.
+#[derive(Debug, Clone, Default)]
+pub struct JenkinsState {
+    /// `up`, `down`, `reloading`, `unknown`.
+    pub health: &'static str,
+    pub failures: u32,
+    pub successes: u32,
+    pub reload_failed: bool,
+    /// A reload we started is running: Jenkins answers 503 on purpose.
+    pub promoting: bool,
+    pub quieting_down: Option<bool>,
+    pub session: Option<String>,
+    pub last_error: Option<String>,
+    pub promoted_term: Option<u64>,
+    pub full_reloads: u64,
+    pub item_reloads: u64,
+    pub last_reload: Option<ReloadRecord>,
+}
+
+impl JenkinsState {
+    /// Healthy enough to serve users: up, or in the reload of its own promotion.
+    pub fn serving(&self) -> bool {
+        !self.reload_failed && (self.promoting || (self.health == "up" && self.failures == 0))
+    }
+}
+
+/// The task and its shared state.
+pub struct JenkinsControl {
+    client: JenkinsClient,
+    peer_client: Option<JenkinsClient>,
+    state: Arc<Mutex<JenkinsState>>,
+    interval: Duration,
+    reload_timeout: Duration,
+    restart_command: Option<String>,
+}
+
+impl JenkinsControl {
+    pub fn new(config: &Config, state: Arc<Mutex<JenkinsState>>) -> Result<Self, JenkinsError> {
+        let token = config
+            .jenkins
+            .api_token
+            .as_ref()
+            .map(|s| s.expose().to_string());
+        let client = JenkinsClient::new(
+            &config.jenkins.url,
+            config.jenkins.user.clone(),
+            token.clone(),
+            config.jenkins.timeout,
+        )?;
+        // Both masters share JENKINS_HOME, hence users and API tokens: the same credentials work there.
+        let peer_client = match &config.peer.jenkins_url {
+            Some(url) => Some(JenkinsClient::new(
+                url,
+                config.jenkins.user.clone(),
+                token,
+                config.jenkins.timeout,
+            )?),
+            None => None,
+        };
+        state.lock().unwrap_or_else(|e| e.into_inner()).health = "unknown";
+        Ok(JenkinsControl {
+            client,
+            peer_client,
+            state,
+            interval: config.timing.interval,
+            reload_timeout: config.jenkins.reload_timeout,
+            restart_command: config.jenkins.restart_command.clone(),
+        })
+    }
+
+    pub fn client(&self) -> &JenkinsClient {
+        &self.client
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JenkinsState)) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+
+    fn snapshot(&self) -> JenkinsState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs until the goal channel closes.
+    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>) {
+        loop {
+            let current = goal.borrow_and_update().clone();
+            self.check(&current, &mut goal).await;
+            tokio::select! {
+                changed = goal.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One probe, then whatever the goal needs.
+    async fn check(&self, goal: &JenkinsGoal, goal_rx: &mut watch::Receiver<JenkinsGoal>) {
+        let probe = self.client.probe().await;
+        let before = self.snapshot();
+        let restarted = matches!((&before.session, &probe.session), (Some(a), Some(b)) if a != b);
+        if restarted {
+            tracing::warn!(
+                "Jenkins restarted (X-Jenkins-Session changed); re-asserting its mode{}",
+                if before.reload_failed {
+                    "; the failed reload is cleared"
+                } else {
+                    ""
+                }
+            );
+        }
+        self.update(|s| {
+            if probe.session.is_some() {
+                s.session = probe.session.clone();
+            }
+            if restarted {
+                s.reload_failed = false;
+                s.quieting_down = None;
+            }
+            match &probe.health {
+                Health::Up => {
+                    s.health = "up";
+                    s.successes = s.successes.saturating_add(1);
+                    s.failures = 0;
+                    s.last_error = None;
+                }
+                Health::GettingReady => {
+                    s.health = "reloading";
+                    s.failures = s.failures.saturating_add(1);
+                    s.successes = 0;
+                    s.last_error = Some("Jenkins answers 503 (getting ready)".into());
+                }
+                Health::Down(why) => {
+                    s.health = "down";
+                    s.failures = s.failures.saturating_add(1);
+                    s.successes = 0;
+                    s.last_error = Some(why.clone());
+                }
+            }
+        });
+        if probe.health != Health::Up {
+            return;
+        }
+        match goal {
+            JenkinsGoal::Leave => {}
+            JenkinsGoal::Standby => {
+                if self.snapshot().reload_failed {
+                    return;
+                }
+                match self.client.info().await {
+                    Ok(info) => {
+                        self.update(|s| s.quieting_down = Some(info.quieting_down));
+                        if !info.quieting_down {
+                            tracing::info!("putting the standby Jenkins into quiet-down");
+                            match self.client.quiet_down().await {
+                                Ok(()) => self.update(|s| s.quieting_down = Some(true)),
+                                Err(e) => {
+                                    tracing::warn!("quiet-down of the standby Jenkins failed: {e}")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => self.note_error(&e),
+                }
+            }
+            JenkinsGoal::Active { term, until } => {
+                if self.snapshot().promoted_term != Some(*term) {
+                    self.promote(*term, *until, goal_rx).await;
+                    return;
+                }
+                match self.client.info().await {
+                    Ok(info) => {
+                        self.update(|s| s.quieting_down = Some(info.quieting_down));
+                        if info.quieting_down && Instant::now() < *until {
+                            tracing::info!("the active Jenkins was quieting down; cancelling it");
+                            if let Err(e) = self.client.cancel_quiet_down().await {
+                                tracing::warn!("cancelQuietDown failed: {e}");
+                            } else {
+                                self.update(|s| s.quieting_down = Some(false));
+                            }
+                        }
+                    }
+                    Err(e) => self.note_error(&e),
+                }
+            }
+        }
+    }
+
+    fn note_error(&self, e: &JenkinsError) {
+        let text = e.to_string();
+        let changed = self.snapshot().last_error.as_deref() != Some(text.as_str());
+        if changed {
+            tracing::warn!("Jenkins: {text}");
+        }
+        self.update(|s| s.last_error = Some(text));
+    }
+
+    /// Fence the peer's Jenkins, reload ours, wait until it is ready, cancel quiet-down.
+    async fn promote(&self, term: u64, until: Instant, goal_rx: &mut watch::Receiver<JenkinsGoal>) {
+        if let Some(peer) = &self.peer_client {
+            match peer.quiet_down().await {
+                Ok(()) => tracing::info!(
+                    "fenced the peer's Jenkins at {}: quiet-down",
+                    peer.base_url()
+                ),
+                Err(e) => tracing::info!(
+                    "could not quiet the peer's Jenkins ({e}); it is down or unreachable"
+                ),
+            }
+        }
+        tracing::info!("promoting Jenkins for term {term}: full reload, then cancel quiet-down");
+        self.update(|s| s.promoting = true);
+        let started = std::time::Instant::now();
+        let result = async {
+            self.client.reload().await?;
+            let still_wanted = async {
+                loop {
+                    if goal_rx.changed().await.is_err() {
+                        return;
+                    }
+                    if !matches!(&*goal_rx.borrow(), JenkinsGoal::Active { term: t, .. } if *t == term) {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                ready = self.client.wait_ready(self.reload_timeout, Duration::from_millis(100)) => ready.map(|_| true),
+                _ = still_wanted => Ok(false),
+            }
+        }
+        .await;
+        let elapsed = started.elapsed();
+        let record = |result: &str| ReloadRecord {
+            kind: "full (promotion)".into(),
+            at_unix_ms: unix_ms(),
+            duration_ms: elapsed.as_millis() as u64,
+            result: result.into(),
+        };
+        match result {
+            Ok(true) => {
+                self.update(|s| {
+                    s.full_reloads += 1;
+                    s.last_reload = Some(record("ok"));
+                });
+                if Instant::now() >= until {
+                    tracing::warn!(
+                        "the lease ran out during the promotion reload; Jenkins stays quiet"
+                    );
+                } else {
+                    match self.client.cancel_quiet_down().await {
+                        Ok(()) => {
+                            tracing::info!(
+                                "Jenkins is active for term {term} (reload took {:.1} s)",
+                                elapsed.as_secs_f64()
+                            );
+                            self.update(|s| {
+                                s.promoted_term = Some(term);
+                                s.quieting_down = Some(false);
+                                s.health = "up";
+                                s.failures = 0;
+                            });
+                        }
+                        Err(e) => tracing::warn!("cancelQuietDown after the reload failed: {e}"),
+                    }
+                }
+            }
+            Ok(false) => tracing::info!("promotion for term {term} abandoned: no longer active"),
+            Err(JenkinsError::ReloadFailed { waited }) => {
+                tracing::error!(
+                    "Jenkins reload FAILED: still 503 after {:.0} s; Jenkins needs a restart and is not promoted",
+                    waited.as_secs_f64()
+                );
+                self.update(|s| {
+                    s.full_reloads += 1;
+                    s.reload_failed = true;
+                    s.last_reload = Some(record("failed: still 503 after the reload timeout"));
+                });
+                self.run_restart_command().await;
+            }
+            Err(e) => {
+                tracing::warn!("promotion reload failed: {e}");
+                self.update(|s| s.last_reload = Some(record(&format!("error: {e}"))));
+            }
+        }
+        self.update(|s| s.promoting = false);
+    }
+
+    /// Runs `jenkins.restart_command` after a failed reload.
+    pub async fn run_restart_command(&self) {
+        let Some(cmd) = &self.restart_command else {
+            tracing::warn!("no jenkins.restart_command is set: restart Jenkins by hand");
+            return;
+        };
+        tracing::warn!("running jenkins.restart_command: {cmd}");
+        let run = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(std::process::Stdio::null())
+            .status();
+        match tokio::time::timeout(Duration::from_secs(300), run).await {
+            Ok(Ok(status)) if status.success() => {
+                tracing::info!("jenkins.restart_command finished")
+            }
+            Ok(Ok(status)) => tracing::error!("jenkins.restart_command exited with {status}"),
+            Ok(Err(e)) => tracing::error!("jenkins.restart_command could not start: {e}"),
+            Err(_) => {
+                tracing::error!("jenkins.restart_command still runs after 300 s; not waiting")
+            }
+        }
+    }
+}

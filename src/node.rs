@@ -1,0 +1,579 @@
+//! The runtime loop: observe → decide → act, one tick per interval, plus the state it shares
+//! with the API and the adapters.
+//!
+//! Each tick reads the lease (off the loop, with a deadline), takes the latest Jenkins health and
+//! peer heartbeat, asks the pure core what to do, and carries it out: lease writes here, HAProxy
+//! and Jenkins goals handed to their tasks through watch channels. After a successful claim it
+//! decides again at once, so a takeover does not wait for the next tick.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::decide::{
+    Action, Command, Core, Decision, JenkinsObs, Observation, Outcome, Params, PeerObs, Role,
+};
+use crate::haproxy::HaproxyClient;
+use crate::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState};
+use crate::lease::{FileLease, LeaseIo, LeaseSnapshot, TermFile, TermRecord};
+use crate::peer::PeerLink;
+use crate::routing::{RouteGoal, Routing, RoutingState};
+use crate::status::{ClusterStatus, LeaseStatus, NodeStatus};
+
+/// What this node last decided, for the API.
+#[derive(Debug, Clone)]
+pub struct LocalView {
+    pub role: Role,
+    pub held_term: Option<u64>,
+    /// The lease's deadline while we hold a term.
+    pub valid_until: Option<Instant>,
+    pub reason: String,
+    pub lease: LeaseStatus,
+    pub paused: bool,
+    pub released: bool,
+    pub handover_to: Option<String>,
+    pub last_tick: Instant,
+}
+
+/// The peer's last heartbeat and when it arrived.
+#[derive(Debug, Clone)]
+pub struct PeerHeard {
+    pub status: NodeStatus,
+    pub at: Instant,
+    pub rtt: Option<Duration>,
+}
+
+/// State shared by the loop, the adapters' tasks and the API.
+pub struct Shared {
+    pub config: Config,
+    pub start: Instant,
+    pub local: Mutex<LocalView>,
+    pub peer: Mutex<Option<PeerHeard>>,
+    pub jenkins: Arc<Mutex<JenkinsState>>,
+    pub routing: Arc<Mutex<RoutingState>>,
+    /// Wakes the loop for an immediate tick (a peer released its term, an operator command).
+    pub wake: Notify,
+    pub commands: Mutex<Option<Command>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Shared {
+            config,
+            start: now,
+            local: Mutex::new(LocalView {
+                role: Role::Starting,
+                held_term: None,
+                valid_until: None,
+                reason: "starting".into(),
+                lease: LeaseStatus {
+                    term: None,
+                    holder: None,
+                    counter: None,
+                    still_s: 0.0,
+                    released: false,
+                    handover_to: None,
+                    error: None,
+                },
+                paused: false,
+                released: false,
+                handover_to: None,
+                last_tick: now,
+            }),
+            peer: Mutex::new(None),
+            jenkins: Arc::new(Mutex::new(JenkinsState::default())),
+            routing: Arc::new(Mutex::new(RoutingState::default())),
+            wake: Notify::new(),
+            commands: Mutex::new(None),
+        })
+    }
+
+    /// `GET /active`: we hold the current term, its lease is valid by our clock right now, and
+    /// our Jenkins can serve (up, or in the reload of its own promotion).
+    pub fn is_active(&self) -> bool {
+        let local = lock(&self.local);
+        local.role == Role::Active
+            && local.valid_until.is_some_and(|u| Instant::now() < u)
+            && lock(&self.jenkins).serving()
+    }
+
+    /// `GET /health`: the loop ticked lately.
+    pub fn loop_alive(&self) -> bool {
+        let limit = self.config.timing.interval * 3 + self.config.timing.lease_timeout;
+        lock(&self.local).last_tick.elapsed() < limit
+    }
+
+    /// What we say about ourselves (heartbeat body, our row in `status`).
+    pub fn own_status(&self) -> NodeStatus {
+        let local = lock(&self.local).clone();
+        let jenkins = lock(&self.jenkins).clone();
+        let routing = lock(&self.routing).clone();
+        let mut role = local.role;
+        if role == Role::Active && local.valid_until.is_none_or(|u| Instant::now() >= u) {
+            role = Role::SteppingDown;
+        }
+        NodeStatus {
+            name: self.config.node.name.clone(),
+            role,
+            term: local.held_term.or(local.lease.term),
+            jenkins: if jenkins.promoting {
+                "reloading"
+            } else {
+                jenkins.health
+            }
+            .to_string(),
+            jenkins_healthy: !jenkins.reload_failed
+                && jenkins.failures == 0
+                && jenkins.health == "up",
+            reload_failed: jenkins.reload_failed,
+            quieting_down: jenkins.quieting_down,
+            haproxy: if routing.me.is_empty() {
+                "unknown".into()
+            } else {
+                routing.me.clone()
+            },
+            reason: local.reason.clone(),
+            released: local.released,
+            handover_to: local.handover_to.clone(),
+            last_heard_s: None,
+            rtt_ms: None,
+        }
+    }
+
+    /// Records a heartbeat from the peer; a release or handover to us wakes the loop at once.
+    pub fn heard_peer(&self, status: NodeStatus, rtt: Option<Duration>) {
+        let urgent = status.released
+            || status.handover_to.as_deref() == Some(self.config.node.name.as_str());
+        *lock(&self.peer) = Some(PeerHeard {
+            status,
+            at: Instant::now(),
+            rtt,
+        });
+        if urgent {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The peer as we last heard it, or `unreachable`.
+    pub fn peer_status(&self) -> NodeStatus {
+        let stale_after = self.config.timing.interval * 3;
+        match lock(&self.peer).clone() {
+            Some(heard) => {
+                let mut s = heard.status;
+                let age = heard.at.elapsed();
+                if age > stale_after {
+                    s.role = Role::Unreachable;
+                }
+                s.last_heard_s = Some(age.as_secs_f64());
+                s.rtt_ms = heard.rtt.map(|r| r.as_secs_f64() * 1000.0);
+                s
+            }
+            None => NodeStatus::unreachable(&self.config.peer.name),
+        }
+    }
+
+    /// `GET /status`.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let me = self.own_status();
+        let peer = self.peer_status();
+        let local = lock(&self.local).clone();
+        let lease = local.lease.clone();
+        // The active node: the holder of the current term while it keeps renewing it.
+        let fresh = lease.still_s < self.config.timing.lease_timeout.as_secs_f64();
+        let active = match (&lease.holder, lease.released, fresh) {
+            (Some(holder), false, true) if *holder == me.name && me.role == Role::Active => {
+                Some(holder.clone())
+            }
+            (Some(holder), false, true) if *holder == peer.name && lease.error.is_none() => {
+                Some(holder.clone())
+            }
+            _ => None,
+        };
+        ClusterStatus {
+            active,
+            reporter: me.name.clone(),
+            paused: local.paused,
+            nodes: vec![me, peer],
+            lease,
+            haproxy: lock(&self.routing).sockets.clone(),
+        }
+    }
+
+    fn mono(&self) -> Duration {
+        Instant::now().duration_since(self.start)
+    }
+
+    fn instant(&self, mono: Duration) -> Instant {
+        self.start + mono
+    }
+}
+
+/// The running daemon's parts, started by [`Node::start`].
+pub struct Node {
+    shared: Arc<Shared>,
+    core: Core,
+    lease: LeaseIo,
+    route_goal: watch::Sender<RouteGoal>,
+    jenkins_goal: watch::Sender<JenkinsGoal>,
+    peer_now: Arc<Notify>,
+    /// Our current term's record, as last written.
+    record: Option<TermRecord>,
+    last_reason: String,
+    jenkins_client: crate::jenkins::JenkinsClient,
+}
+
+impl Node {
+    /// Opens the lease and starts the adapter tasks. Errors are start-up failures.
+    pub fn start(shared: Arc<Shared>) -> Result<Node, String> {
+        let config = &shared.config;
+        let lease = FileLease::open(&config.lease_dir)
+            .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?;
+        let deadline = config.timing.interval.max(Duration::from_millis(200));
+        let lease = LeaseIo::new(Arc::new(lease), deadline);
+
+        let control = JenkinsControl::new(config, shared.jenkins.clone())
+            .map_err(|e| format!("jenkins.url: {e}"))?;
+        let jenkins_client = control.client().clone();
+        let (jenkins_goal, jenkins_rx) = watch::channel(JenkinsGoal::Leave);
+        tokio::spawn(control.run(jenkins_rx));
+
+        let (route_goal, route_rx) = watch::channel(RouteGoal::Observe);
+        let routing = Routing {
+            clients: config
+                .haproxy
+                .sockets
+                .iter()
+                .map(|e| HaproxyClient::new(e.clone(), config.haproxy.timeout))
+                .collect(),
+            backends: config.haproxy.backends.clone(),
+            me: config.node.name.clone(),
+            peer: config.peer.name.clone(),
+            interval: config.timing.interval,
+            state: shared.routing.clone(),
+        };
+        tokio::spawn(routing.run(route_rx));
+
+        let peer_now = Arc::new(Notify::new());
+        let link = PeerLink {
+            url: config.peer.url.clone(),
+            peer_name: config.peer.name.clone(),
+            token: config.cluster_token.clone(),
+            interval: config.timing.interval,
+            shared: shared.clone(),
+            now: peer_now.clone(),
+        };
+        tokio::spawn(link.run());
+
+        let core = Core::new(Params {
+            node: config.node.name.clone(),
+            peer: config.peer.name.clone(),
+            timing: config.timing,
+        });
+        Ok(Node {
+            shared,
+            core,
+            lease,
+            route_goal,
+            jenkins_goal,
+            peer_now,
+            record: None,
+            last_reason: String::new(),
+            jenkins_client,
+        })
+    }
+
+    /// Ticks until `stop` fires, then releases a held term and returns.
+    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        let interval = self.shared.config.timing.interval;
+        let mut next = Instant::now();
+        loop {
+            let shutdown = tokio::select! {
+                _ = tokio::time::sleep_until(next) => false,
+                _ = self.shared.wake.notified() => false,
+                _ = &mut stop => true,
+            };
+            next = Instant::now() + interval;
+            if shutdown {
+                *lock(&self.shared.commands) = Some(Command::Shutdown);
+            }
+            let command = lock(&self.shared.commands).take();
+            let is_shutdown = command == Some(Command::Shutdown);
+            self.tick(command).await;
+            if is_shutdown {
+                self.finish_shutdown().await;
+                return;
+            }
+        }
+    }
+
+    /// One observe → decide → act round (twice after a won claim).
+    async fn tick(&mut self, mut command: Option<Command>) {
+        for _round in 0..3 {
+            let snapshot = self.lease.call(|l| l.observe()).await;
+            let obs = self.observation(&snapshot, command.take());
+            let decision = self.core.decide(&obs);
+            self.publish(&decision, &snapshot, &obs);
+            let claimed = self.act(&decision).await;
+            if !claimed {
+                break;
+            }
+        }
+    }
+
+    fn observation(
+        &self,
+        snapshot: &Result<LeaseSnapshot, crate::lease::LeaseError>,
+        command: Option<Command>,
+    ) -> Observation {
+        let jenkins = lock(&self.shared.jenkins).clone();
+        let peer = lock(&self.shared.peer).clone().map(|p| PeerObs {
+            role: p.status.role,
+            term: p.status.term.unwrap_or(0),
+            jenkins_healthy: p.status.jenkins_healthy,
+            age: p.at.elapsed(),
+        });
+        let (lease, paused) = match snapshot {
+            Ok(s) => (s.obs(), s.paused),
+            Err(e) => (
+                crate::decide::LeaseObs::Unreadable(e.to_string()),
+                lock(&self.shared.local).paused,
+            ),
+        };
+        Observation {
+            now: self.shared.mono(),
+            lease,
+            jenkins: JenkinsObs {
+                failures: if jenkins.promoting {
+                    0
+                } else {
+                    jenkins.failures
+                },
+                successes: if jenkins.promoting {
+                    u32::MAX
+                } else {
+                    jenkins.successes
+                },
+                reload_failed: jenkins.reload_failed,
+            },
+            peer,
+            paused,
+            command,
+        }
+    }
+
+    fn publish(
+        &mut self,
+        decision: &Decision,
+        snapshot: &Result<LeaseSnapshot, crate::lease::LeaseError>,
+        obs: &Observation,
+    ) {
+        if decision.reason != self.last_reason {
+            let changed_shape = strip_numbers(&decision.reason) != strip_numbers(&self.last_reason);
+            if decision.reason.contains("NO ACTIVE NODE") {
+                if changed_shape {
+                    tracing::error!("{}", decision.reason);
+                }
+            } else if changed_shape {
+                tracing::info!("{}", decision.reason);
+            } else {
+                tracing::debug!("{}", decision.reason);
+            }
+            self.last_reason = decision.reason.clone();
+        }
+        let mut local = lock(&self.shared.local);
+        local.role = decision.role;
+        local.held_term = self.core.held_term();
+        local.valid_until = self.core.valid_until().map(|m| self.shared.instant(m));
+        local.reason = decision.reason.clone();
+        local.last_tick = Instant::now();
+        local.paused = obs.paused;
+        local.lease = match snapshot {
+            Ok(s) => {
+                let (term, holder, counter, released, handover_to) = match &s.newest {
+                    Some(TermFile::Valid(r)) => (
+                        Some(r.term),
+                        Some(r.node.clone()),
+                        Some(r.counter),
+                        r.released,
+                        r.handover_to.clone(),
+                    ),
+                    Some(TermFile::Garbage { term, .. }) => (Some(*term), None, None, false, None),
+                    None => (None, None, None, false, None),
+                };
+                let still_s = self.core.lease_still_for(obs.now).as_secs_f64();
+                LeaseStatus {
+                    term,
+                    holder,
+                    counter,
+                    still_s,
+                    released,
+                    handover_to,
+                    error: match &s.newest {
+                        Some(TermFile::Garbage { term, why }) => {
+                            Some(format!("term-{term}: {why}"))
+                        }
+                        _ => None,
+                    },
+                }
+            }
+            Err(e) => LeaseStatus {
+                error: Some(e.to_string()),
+                ..local.lease.clone()
+            },
+        };
+    }
+
+    /// Carries out the actions. Returns true if a claim was won (decide again at once).
+    async fn act(&mut self, decision: &Decision) -> bool {
+        let mut claimed = false;
+        for action in &decision.actions {
+            match action {
+                Action::Claim { term } => {
+                    let record = TermRecord {
+                        term: *term,
+                        node: self.shared.config.node.name.clone(),
+                        counter: 0,
+                        state: "active".into(),
+                        released: false,
+                        handover_to: None,
+                        reason: decision.reason.clone(),
+                        end_reason: None,
+                        started_unix_ms: crate::lease::unix_ms(),
+                        renewed_unix_ms: crate::lease::unix_ms(),
+                    };
+                    let at = self.shared.mono();
+                    let to_write = record.clone();
+                    match self.lease.call(move |l| l.claim(&to_write)).await {
+                        Ok(true) => {
+                            tracing::info!("won term {term}");
+                            self.core.record(Outcome::Claimed { term: *term, at });
+                            self.record = Some(record);
+                            claimed = true;
+                        }
+                        Ok(false) => {
+                            tracing::info!(
+                                "term {term} was taken by another node first; following it"
+                            );
+                            self.core.record(Outcome::ClaimLost { term: *term });
+                        }
+                        Err(e) => tracing::warn!("claiming term {term} failed: {e}"),
+                    }
+                }
+                Action::Renew {
+                    term,
+                    counter,
+                    handover_to,
+                } => {
+                    let Some(mut record) = self.record.clone().filter(|r| r.term == *term) else {
+                        continue;
+                    };
+                    record.counter = *counter;
+                    record.handover_to = handover_to.clone();
+                    record.renewed_unix_ms = crate::lease::unix_ms();
+                    if handover_to.is_some() {
+                        record.end_reason = Some(format!(
+                            "planned switchover to {}",
+                            handover_to.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    let at = self.shared.mono();
+                    let to_write = record.clone();
+                    match self.lease.call(move |l| l.write(&to_write)).await {
+                        Ok(()) => {
+                            let done = self.shared.mono();
+                            self.core.record(Outcome::Renewed {
+                                term: *term,
+                                counter: *counter,
+                                at,
+                                done,
+                            });
+                            self.record = Some(record);
+                        }
+                        Err(e) => tracing::warn!("renewing term {term} failed: {e}"),
+                    }
+                    lock(&self.shared.local).handover_to = handover_to.clone();
+                }
+                Action::Release { term } => {
+                    let Some(mut record) = self.record.clone().filter(|r| r.term == *term) else {
+                        continue;
+                    };
+                    record.released = true;
+                    record.state = "released".into();
+                    record.end_reason = Some(decision.reason.clone());
+                    record.renewed_unix_ms = crate::lease::unix_ms();
+                    let to_write = record.clone();
+                    match self.lease.call(move |l| l.write(&to_write)).await {
+                        Ok(()) => {
+                            self.core.record(Outcome::Released { term: *term });
+                            lock(&self.shared.local).released = true;
+                            self.record = None;
+                        }
+                        Err(e) => tracing::warn!(
+                            "releasing term {term} failed: {e}; the lease will expire instead"
+                        ),
+                    }
+                }
+                Action::Route { until, .. } => {
+                    let until = self.shared.instant(*until);
+                    self.route_goal
+                        .send_if_modified(|g| set(g, RouteGoal::Route { until }));
+                    lock(&self.shared.local).released = false;
+                }
+                Action::StopRouting => {
+                    self.route_goal
+                        .send_if_modified(|g| set(g, RouteGoal::Observe));
+                }
+                Action::JenkinsActive { term, until } => {
+                    let until = self.shared.instant(*until);
+                    self.jenkins_goal
+                        .send_if_modified(|g| set(g, JenkinsGoal::Active { term: *term, until }));
+                }
+                Action::JenkinsStandby => {
+                    self.jenkins_goal
+                        .send_if_modified(|g| set(g, JenkinsGoal::Standby));
+                }
+                Action::NotifyPeer => self.peer_now.notify_one(),
+            }
+        }
+        claimed
+    }
+
+    /// After the shutdown decision: make sure our Jenkins is quiet and the peer heard of the release.
+    async fn finish_shutdown(&self) {
+        let released = lock(&self.shared.local).released;
+        if released {
+            if let Err(e) = self.jenkins_client.quiet_down().await {
+                tracing::warn!("could not quiet our Jenkins on the way out: {e}");
+            }
+            self.peer_now.notify_one();
+            // Give the immediate heartbeat a moment to leave.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Updates a watch value only when it differs (so tasks wake only on real changes of goal).
+fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        false
+    } else {
+        *slot = value;
+        true
+    }
+}
+
+/// The shape of a reason sentence without its numbers, to log only when the shape changes.
+fn strip_numbers(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_ascii_digit() && *c != '.')
+        .collect()
+}

@@ -1,0 +1,159 @@
+//! Heartbeats to the peer sidecar: every interval, and at once after a release or handover.
+//!
+//! A heartbeat is `POST /v1/heartbeat` with our [`NodeStatus`] and the cluster token as a bearer;
+//! the peer answers with its own status, so one round trip tells both sides about each other and
+//! gives the RTT. Heartbeats make takeovers faster and feed `status`; they never cause one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, StatusCode};
+use tokio::sync::Notify;
+
+use crate::config::Secret;
+use crate::http_client::HttpClient;
+use crate::node::Shared;
+use crate::status::NodeStatus;
+
+/// The largest heartbeat body accepted (a status is well under 4 KiB).
+pub const MAX_HEARTBEAT: usize = 64 * 1024;
+
+/// Why a heartbeat body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeartbeatError {
+    #[error("heartbeat body is larger than {MAX_HEARTBEAT} bytes")]
+    TooLarge,
+    #[error("heartbeat body is not a node status: {0}")]
+    Malformed(String),
+    #[error("heartbeat from {got:?}, but the peer is {expected:?}")]
+    WrongNode { got: String, expected: String },
+}
+
+/// Decodes and checks a heartbeat body. Never panics, whatever the bytes.
+pub fn decode_heartbeat(body: &[u8], expected_peer: &str) -> Result<NodeStatus, HeartbeatError> {
+    if body.len() > MAX_HEARTBEAT {
+        return Err(HeartbeatError::TooLarge);
+    }
+    let status: NodeStatus =
+        serde_json::from_slice(body).map_err(|e| HeartbeatError::Malformed(e.to_string()))?;
+    if status.name != expected_peer {
+        return Err(HeartbeatError::WrongNode {
+            got: status.name,
+            expected: expected_peer.to_string(),
+        });
+    }
+    Ok(status)
+}
+
+/// Sends our heartbeats and records the peer's answers.
+pub struct PeerLink {
+    pub url: String,
+    pub peer_name: String,
+    pub token: Secret,
+    pub interval: Duration,
+    pub shared: Arc<Shared>,
+    /// Notified to send a heartbeat at once.
+    pub now: Arc<Notify>,
+}
+
+impl PeerLink {
+    pub async fn run(self) {
+        let http = HttpClient::new();
+        let url = format!("{}/v1/heartbeat", self.url);
+        let mut bearer = match HeaderValue::from_str(&format!("Bearer {}", self.token.expose())) {
+            Ok(v) => v,
+            Err(_) => {
+                tracing::error!(
+                    "the cluster token cannot be sent in an HTTP header; heartbeats are off"
+                );
+                return;
+            }
+        };
+        bearer.set_sensitive(true);
+        let headers: Vec<(HeaderName, HeaderValue)> = vec![
+            (AUTHORIZATION, bearer),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        ];
+        let mut last_error: Option<String> = None;
+        loop {
+            let mine = self.shared.own_status();
+            let body = Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
+            let started = std::time::Instant::now();
+            let result = http
+                .send(
+                    Method::POST,
+                    &url,
+                    &headers,
+                    body,
+                    self.interval.max(Duration::from_millis(200)),
+                )
+                .await;
+            let rtt = started.elapsed();
+            let error = match result {
+                Ok(r) if r.status == StatusCode::OK => {
+                    match decode_heartbeat(&r.body, &self.peer_name) {
+                        Ok(status) => {
+                            self.shared.heard_peer(status, Some(rtt));
+                            None
+                        }
+                        Err(e) => Some(format!("bad answer from the peer: {e}")),
+                    }
+                }
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED => Some(
+                    "the peer refused our token (401): auth.token_file differs between the nodes"
+                        .into(),
+                ),
+                Ok(r) => Some(format!("the peer answered {}", r.status)),
+                Err(e) => Some(e.to_string()),
+            };
+            if error != last_error {
+                match &error {
+                    Some(e) => tracing::warn!("heartbeat to {}: {e}", self.peer_name),
+                    None => tracing::info!("heartbeats to {} go through", self.peer_name),
+                }
+                last_error = error;
+            }
+            tokio::select! {
+                _ = self.now.notified() => {}
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_decode_or_fail_with_a_reason() {
+        let good = serde_json::to_vec(&NodeStatus::unreachable("b")).unwrap();
+        assert_eq!(decode_heartbeat(&good, "b").unwrap().name, "b");
+        assert!(matches!(
+            decode_heartbeat(&good, "c"),
+            Err(HeartbeatError::WrongNode { .. })
+        ));
+        for bad in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[1,2]",
+            b"{\"name\":1}",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(
+                    decode_heartbeat(bad, "b"),
+                    Err(HeartbeatError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            decode_heartbeat(&vec![b' '; MAX_HEARTBEAT + 1], "b"),
+            Err(HeartbeatError::TooLarge)
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Keeps HAProxy routing to the active node: the task around [`crate::haproxy::reconcile`].
+//!
+//! Every interval (and at once when the goal changes) the active node reconciles every listed
+//! backend on every listed socket — its own server `ready`, the peer's `maint` — correcting any
+//! drift (an HAProxy reload forgets runtime state). Every other node only reads the state, for
+//! `status`. No write leaves after the lease's deadline: the haproxy module checks it right
+//! before each write.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::haproxy::{self, HaproxyClient, SocketReport};
+use crate::status::{ServerStatus, SocketStatus};
+
+/// What the decision wants from HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteGoal {
+    /// Read only.
+    Observe,
+    /// Route to us until `until`, then write nothing.
+    Route { until: Instant },
+}
+
+/// What the routing task saw last, for `status` and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingState {
+    pub sockets: Vec<SocketStatus>,
+    /// Our server's state across every socket and backend (`ready`, `maint`, `mixed`, ...).
+    pub me: String,
+    pub peer: String,
+    pub writes: u64,
+    pub write_errors: u64,
+}
+
+pub struct Routing {
+    pub clients: Vec<HaproxyClient>,
+    pub backends: Vec<String>,
+    pub me: String,
+    pub peer: String,
+    pub interval: Duration,
+    pub state: Arc<Mutex<RoutingState>>,
+}
+
+impl Routing {
+    pub async fn run(self, mut goal: watch::Receiver<RouteGoal>) {
+        let mut last_errors: Vec<Option<String>> = vec![None; self.clients.len()];
+        loop {
+            let current = *goal.borrow_and_update();
+            let reports = match current {
+                RouteGoal::Route { until } if Instant::now() < until => {
+                    haproxy::reconcile(&self.clients, &self.backends, &self.me, &self.peer, until)
+                        .await
+                }
+                _ => haproxy::observe(&self.clients, &self.backends).await,
+            };
+            self.record(
+                &reports,
+                &mut last_errors,
+                matches!(current, RouteGoal::Route { .. }),
+            );
+            tokio::select! {
+                changed = goal.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    fn record(&self, reports: &[SocketReport], last_errors: &mut [Option<String>], routing: bool) {
+        let mut writes = 0;
+        let mut errors = 0;
+        let sockets = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let error = r.outcome.as_ref().err().map(|e| e.to_string());
+                if error != last_errors[i] {
+                    match &error {
+                        Some(e) => tracing::warn!("HAProxy {}: {e}", r.endpoint),
+                        None => tracing::info!("HAProxy {}: reachable again", r.endpoint),
+                    }
+                    last_errors[i] = error.clone();
+                }
+                if error.is_some() && routing {
+                    errors += 1;
+                }
+                let servers = match &r.outcome {
+                    Ok(o) => {
+                        if o.writes > 0 {
+                            tracing::info!(
+                                "HAProxy {}: {} write(s) to route to {} (ready) and away from {} (maint)",
+                                r.endpoint,
+                                o.writes,
+                                self.me,
+                                self.peer
+                            );
+                        }
+                        writes += o.writes as u64;
+                        o.states
+                            .iter()
+                            .map(|s| ServerStatus {
+                                backend: s.backend.clone(),
+                                server: s.server.clone(),
+                                state: s.admin_label().to_string(),
+                            })
+                            .collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                SocketStatus {
+                    socket: r.endpoint.clone(),
+                    ok: error.is_none(),
+                    error,
+                    servers,
+                }
+            })
+            .collect();
+        let me = haproxy::summarize(reports, &self.backends, &self.me).to_string();
+        let peer = haproxy::summarize(reports, &self.backends, &self.peer).to_string();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.sockets = sockets;
+        state.me = me;
+        state.peer = peer;
+        state.writes += writes;
+        state.write_errors += errors;
+    }
+}

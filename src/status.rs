@@ -1,0 +1,181 @@
+//! The status documents: what a node says about itself (also the peer heartbeat's body) and the
+//! cluster view that `GET /status` and `jenkins-ha status` show.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decide::Role;
+
+/// What one node says about itself. Sent as the heartbeat body and shown in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub role: Role,
+    /// The newest term this node knows of (the one it holds, if active).
+    pub term: Option<u64>,
+    /// `up`, `down`, `reloading` or `unknown`.
+    pub jenkins: String,
+    /// Whether this node's Jenkins passes its health checks and could be promoted.
+    #[serde(default)]
+    pub jenkins_healthy: bool,
+    /// A full reload never finished: this Jenkins needs a restart and is never promoted.
+    #[serde(default)]
+    pub reload_failed: bool,
+    /// Whether this node's Jenkins is in quiet-down, when known.
+    #[serde(default)]
+    pub quieting_down: Option<bool>,
+    /// This node's server as HAProxy shows it: `ready`, `maint`, `drain`, `mixed`, `unknown`.
+    #[serde(default)]
+    pub haproxy: String,
+    /// The last decision's sentence.
+    #[serde(default)]
+    pub reason: String,
+    /// Set when this node just released its term (the peer should look at the lease now).
+    #[serde(default)]
+    pub released: bool,
+    /// Set while this node hands its term over to the named node.
+    #[serde(default)]
+    pub handover_to: Option<String>,
+    /// Seconds since this was heard (only for the peer, as seen from the answering node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heard_s: Option<f64>,
+    /// Round-trip time of the last heartbeat, milliseconds (only for the peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+impl NodeStatus {
+    /// The peer as shown when nothing was heard from it.
+    pub fn unreachable(name: &str) -> Self {
+        NodeStatus {
+            name: name.into(),
+            role: Role::Unreachable,
+            term: None,
+            jenkins: "unknown".into(),
+            jenkins_healthy: false,
+            reload_failed: false,
+            quieting_down: None,
+            haproxy: "unknown".into(),
+            reason: "no heartbeat received".into(),
+            released: false,
+            handover_to: None,
+            last_heard_s: None,
+            rtt_ms: None,
+        }
+    }
+}
+
+/// The lease as the answering node last read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    pub term: Option<u64>,
+    pub holder: Option<String>,
+    pub counter: Option<u64>,
+    /// How long the counter has been still, seconds, on the answering node's clock.
+    pub still_s: f64,
+    pub released: bool,
+    pub handover_to: Option<String>,
+    /// Set when the lease could not be read.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One HAProxy socket as the answering node last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketStatus {
+    pub socket: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `backend/server` → `ready`, `maint`, `drain`.
+    pub servers: Vec<ServerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub backend: String,
+    pub server: String,
+    pub state: String,
+}
+
+/// `GET /status`: both nodes and the lease, from the answering node's point of view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that holds the current term and is active; null while none does.
+    pub active: Option<String>,
+    /// Which node answered.
+    pub reporter: String,
+    pub paused: bool,
+    pub nodes: Vec<NodeStatus>,
+    pub lease: LeaseStatus,
+    pub haproxy: Vec<SocketStatus>,
+}
+
+/// Renders the status as a table, like `patronictl list`.
+pub fn render_table(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let term = status
+        .lease
+        .term
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "-".into());
+    out.push_str(&format!(
+        "Cluster: term {term}, active: {}{}\n",
+        status.active.as_deref().unwrap_or("NONE"),
+        if status.paused {
+            "   *** PAUSED: no automatic failover ***"
+        } else {
+            ""
+        }
+    ));
+    let headers = ["Node", "Role", "Term", "Jenkins", "HAProxy", "Last reason"];
+    let rows: Vec<[String; 6]> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut jenkins = n.jenkins.clone();
+            if n.reload_failed {
+                jenkins.push_str(" (reload failed)");
+            } else if n.quieting_down == Some(true) && n.role != Role::Active {
+                jenkins.push_str(" (quiet)");
+            }
+            [
+                n.name.clone(),
+                n.role.to_string(),
+                n.term.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                jenkins,
+                n.haproxy.clone(),
+                n.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&headers.map(String::from)));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    for socket in &status.haproxy {
+        if let Some(e) = &socket.error {
+            out.push_str(&format!("HAProxy {}: {e}\n", socket.socket));
+        }
+    }
+    if let Some(e) = &status.lease.error {
+        out.push_str(&format!("Lease: {e}\n"));
+    }
+    out
+}
