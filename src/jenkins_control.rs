@@ -74,6 +74,7 @@ pub struct JenkinsControl {
     peer_client: Option<JenkinsClient>,
     state: Arc<Mutex<JenkinsState>>,
     interval: Duration,
+    fall: u32,
     reload_timeout: Duration,
     restart_command: Option<String>,
 }
@@ -107,6 +108,7 @@ impl JenkinsControl {
             peer_client,
             state,
             interval: config.timing.interval,
+            fall: config.timing.fall,
             reload_timeout: config.jenkins.reload_timeout,
             restart_command: config.jenkins.restart_command.clone(),
         })
@@ -267,7 +269,7 @@ impl JenkinsControl {
                 }
             };
             tokio::select! {
-                ready = self.client.wait_ready(self.reload_timeout, Duration::from_millis(100)) => ready.map(|_| true),
+                ready = self.wait_ready() => ready.map(|_| true),
                 _ = still_wanted => Ok(false),
             }
         }
@@ -326,6 +328,47 @@ impl JenkinsControl {
             }
         }
         self.update(|s| s.promoting = false);
+    }
+
+    /// Waits out the 503 window of a reload we started. Real Jenkins keeps answering (503) while
+    /// it reloads, so a Jenkins that stops answering at all for `fall` intervals has died: that is
+    /// a failure now, not a slow reload. Still 503 after `reload_timeout`: the reload failed.
+    async fn wait_ready(&self) -> Result<(), JenkinsError> {
+        let started = std::time::Instant::now();
+        let mut down_since: Option<std::time::Instant> = None;
+        loop {
+            let probe = self.client.probe().await;
+            match probe.health {
+                Health::Up => return Ok(()),
+                Health::GettingReady => down_since = None,
+                Health::Down(why) => {
+                    let since = *down_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= self.interval * self.fall {
+                        self.update(|s| {
+                            s.health = "down";
+                            s.failures = self.fall;
+                            s.successes = 0;
+                            s.last_error = Some(why.clone());
+                        });
+                        return Err(JenkinsError::Http(
+                            crate::http_client::HttpError::Transport {
+                                method: hyper::Method::GET,
+                                url: format!("{}/login", self.client.base_url()),
+                                reason: format!(
+                                    "Jenkins stopped answering during the reload: {why}"
+                                ),
+                            },
+                        ));
+                    }
+                }
+            }
+            if started.elapsed() >= self.reload_timeout {
+                return Err(JenkinsError::ReloadFailed {
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs `jenkins.restart_command` after a failed reload.

@@ -1,0 +1,887 @@
+//! Dev-only: a whole jenkins-ha cluster on loopback — real HAProxy, two Jenkins stand-ins on a
+//! shared JENKINS_HOME, two sidecars — for the lab and the integration tests.
+//!
+//! Every process is real and is killed when the [`Cluster`] drops. Faults are real signals:
+//! `kill -9`, `SIGSTOP`/`SIGCONT`. Logs of every process land in the cluster's directory and are
+//! printed when a test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use jenkins_ha::haproxy::{Endpoint, HaproxyClient, ServerState};
+use jenkins_ha::http_client::HttpClient;
+use jenkins_ha::status::ClusterStatus;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub const NAMES: [&str; 2] = ["jenkins01", "jenkins02"];
+pub const JENKINS_USER: &str = "ha-bot";
+pub const JENKINS_TOKEN: &str = "11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7";
+pub const CLUSTER_TOKEN: &str = "lab-cluster-token-5f0e1d2c3b4a";
+
+/// The directory holding this build's binaries (`target/debug`), with both binaries built.
+pub fn binaries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the running binary's path");
+        // target/<profile>/deps/<test> or target/<profile>/examples/<example>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "jenkins-ha",
+                "--bin",
+                "jenkins-ha",
+            ])
+            .args(["-p", "jenkins-ha-lab", "--bin", "jenkins-standin"])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "building jenkins-ha and jenkins-standin failed"
+        );
+        profile_dir
+    })
+}
+
+/// A free TCP port on loopback (bound and released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process with its log file; killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log");
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        Proc {
+            name: name.into(),
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(self.pid(), signal);
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit code (SIGKILL after `grace`).
+    pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Wake a stopped process first so SIGKILL is not left pending on a frozen one.
+        self.signal(Signal::SIGCONT);
+        self.kill9();
+    }
+}
+
+/// How to build a cluster.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub interval: Duration,
+    pub fall: u32,
+    pub lease_timeout: Duration,
+    /// HAProxy instances in front (each with its own admin socket).
+    pub haproxies: usize,
+    /// Jobs created in the shared JENKINS_HOME before start.
+    pub jobs: usize,
+    pub reload_base: Duration,
+    pub reload_per_item: Duration,
+    /// Configure `peer.jenkins_url` so a new active quiets the old Jenkins (fencing).
+    pub fence_peer_jenkins: bool,
+    /// Each node's view of JENKINS_HOME: `None` = the shared directory itself.
+    pub mounts: Option<[PathBuf; 2]>,
+    /// Extra YAML lines appended to both sidecar configs (e.g. a `watch:` section).
+    pub extra_config: String,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            interval: Duration::from_millis(200),
+            fall: 3,
+            lease_timeout: Duration::from_secs(2),
+            haproxies: 1,
+            jobs: 5,
+            reload_base: Duration::from_millis(300),
+            reload_per_item: Duration::from_millis(2),
+            fence_peer_jenkins: true,
+            mounts: None,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// One Jenkins host: its stand-in and its sidecar.
+pub struct Host {
+    pub name: &'static str,
+    pub api_port: u16,
+    /// The port this host's sidecar sends heartbeats to (the peer's API, or a relay before it).
+    pub peer_port: u16,
+    pub jenkins_port: u16,
+    pub agent_port: u16,
+    pub home: PathBuf,
+    pub config: PathBuf,
+    pub jenkins: Option<Proc>,
+    pub sidecar: Option<Proc>,
+}
+
+/// One HAProxy instance.
+pub struct Haproxy {
+    pub cfg: PathBuf,
+    pub socket: PathBuf,
+    pub state_file: PathBuf,
+    pub front_port: u16,
+    pub agent_front_port: u16,
+    pub proc: Option<Proc>,
+    pub log: PathBuf,
+}
+
+/// The whole cluster. Dropping it kills every process.
+pub struct Cluster {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub home: PathBuf,
+    pub spec: Spec,
+    pub hosts: [Host; 2],
+    pub haproxies: Vec<Haproxy>,
+    pub http: HttpClient,
+}
+
+impl Cluster {
+    /// Writes the configs, starts HAProxy and both stand-ins, but no sidecar.
+    pub fn prepare(spec: Spec) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("jenkins-ha-lab-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Self::prepare_in(&dir, spec);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Like [`Cluster::prepare`] in a directory the caller keeps.
+    pub fn prepare_in(dir: &Path, spec: Spec) -> Cluster {
+        binaries();
+        fs::create_dir_all(dir).expect("cluster dir");
+        let home = dir.join("jenkins_home");
+        fs::create_dir_all(home.join("jobs")).expect("home");
+        fs::write(
+            home.join("config.xml"),
+            "<hudson><numExecutors>2</numExecutors></hudson>\n",
+        )
+        .expect("config");
+        for j in 0..spec.jobs {
+            write_job(&home, &format!("job-{j}"), &format!("job {j} v1"));
+        }
+        let token = dir.join("cluster.token");
+        write_secret(&token, CLUSTER_TOKEN);
+        let jenkins_token = dir.join("jenkins.token");
+        write_secret(&jenkins_token, JENKINS_TOKEN);
+        let mounts = spec
+            .mounts
+            .clone()
+            .unwrap_or_else(|| [home.clone(), home.clone()]);
+
+        let api_ports = [free_port(), free_port()];
+        let hosts = [0, 1].map(|i| Host {
+            name: NAMES[i],
+            api_port: api_ports[i],
+            peer_port: api_ports[1 - i],
+            jenkins_port: free_port(),
+            agent_port: free_port(),
+            home: mounts[i].clone(),
+            config: dir.join(format!("{}.yaml", NAMES[i])),
+            jenkins: None,
+            sidecar: None,
+        });
+        let haproxies: Vec<Haproxy> = (0..spec.haproxies)
+            .map(|k| Haproxy {
+                cfg: dir.join(format!("haproxy-{k}.cfg")),
+                socket: dir.join(format!("haproxy-{k}.sock")),
+                state_file: dir.join(format!("haproxy-{k}.state")),
+                front_port: free_port(),
+                agent_front_port: free_port(),
+                proc: None,
+                log: dir.join(format!("haproxy-{k}.log")),
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            home,
+            spec,
+            hosts,
+            haproxies,
+            http: HttpClient::new(),
+        };
+        for k in 0..cluster.haproxies.len() {
+            cluster.write_haproxy_cfg(k);
+            cluster.start_haproxy(k);
+        }
+        for i in 0..2 {
+            cluster.write_sidecar_config(i);
+            cluster.start_jenkins(i);
+        }
+        cluster
+    }
+
+    /// Prepares and starts both sidecars.
+    pub fn start(spec: Spec) -> Cluster {
+        let mut c = Self::prepare(spec);
+        c.start_sidecar(0);
+        c.start_sidecar(1);
+        c
+    }
+
+    fn write_haproxy_cfg(&self, k: usize) {
+        let h = &self.haproxies[k];
+        let inter = self.spec.interval.as_millis().max(100);
+        let mut cfg = format!(
+            "global\n    stats socket {sock} mode 600 level admin\n    stats timeout 10s\n    server-state-file {state}\n\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n    \
+             load-server-state-from-file global\n\n\
+             frontend jenkins\n    bind 127.0.0.1:{front}\n    default_backend jenkins_http\n\n\
+             backend jenkins_http\n    option httpchk GET /active\n    http-check expect status 200\n    \
+             default-server inter {inter}ms fastinter {fast}ms downinter {inter}ms rise 1 fall 2 on-marked-down shutdown-sessions\n",
+            sock = h.socket.display(),
+            state = h.state_file.display(),
+            front = h.front_port,
+            fast = (inter / 2).max(50),
+        );
+        for host in &self.hosts {
+            cfg.push_str(&format!(
+                "    server {} 127.0.0.1:{} check port {}\n",
+                host.name, host.jenkins_port, host.api_port
+            ));
+        }
+        cfg.push_str(&format!(
+            "\nfrontend jenkins_agent\n    mode tcp\n    bind 127.0.0.1:{}\n    default_backend jenkins_agent\n\n\
+             backend jenkins_agent\n    mode tcp\n",
+            h.agent_front_port
+        ));
+        for host in &self.hosts {
+            cfg.push_str(&format!(
+                "    server {} 127.0.0.1:{} track jenkins_http/{} on-marked-down shutdown-sessions\n",
+                host.name, host.agent_port, host.name
+            ));
+        }
+        fs::write(&h.cfg, cfg).expect("haproxy.cfg");
+    }
+
+    pub fn start_haproxy(&mut self, k: usize) {
+        let h = &mut self.haproxies[k];
+        let _ = fs::remove_file(&h.socket);
+        let args = vec![
+            "-f".to_string(),
+            h.cfg.display().to_string(),
+            "-db".to_string(),
+        ];
+        h.proc = Some(Proc::spawn(
+            &format!("haproxy-{k}"),
+            Path::new(haproxy_binary()),
+            &args,
+            &h.log,
+            &[],
+        ));
+        let socket = h.socket.clone();
+        assert!(
+            wait_for(Duration::from_secs(10), || socket.exists()),
+            "HAProxy {k} did not create its socket; see {}",
+            h.log.display()
+        );
+    }
+
+    pub fn kill_haproxy(&mut self, k: usize) {
+        if let Some(mut p) = self.haproxies[k].proc.take() {
+            p.kill9();
+        }
+    }
+
+    fn write_sidecar_config(&self, i: usize) {
+        let me = &self.hosts[i];
+        let peer = &self.hosts[1 - i];
+        let sockets: Vec<String> = self
+            .haproxies
+            .iter()
+            .map(|h| h.socket.display().to_string())
+            .collect();
+        let fence = if self.spec.fence_peer_jenkins {
+            format!("  jenkins_url: http://127.0.0.1:{}\n", peer.jenkins_port)
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "node:\n  name: {name}\n  listen: 127.0.0.1:{api}\n\
+             peer:\n  name: {peer_name}\n  url: http://127.0.0.1:{peer_api}\n{fence}\
+             auth:\n  token_file: {dir}/cluster.token\n\
+             jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
+             home: {home}\n  reload_timeout: 10s\n\
+             lease:\n  dir: {shared}/.jenkins-ha\n\
+             timing:\n  interval: {interval}ms\n  fall: {fall}\n  lease_timeout: {lease}ms\n\
+             haproxy:\n  sockets: [{sockets}]\n  backends: [jenkins_http, jenkins_agent]\n{extra}",
+            name = me.name,
+            api = me.api_port,
+            peer_name = peer.name,
+            peer_api = me.peer_port,
+            dir = self.dir.display(),
+            jport = me.jenkins_port,
+            user = JENKINS_USER,
+            home = me.home.display(),
+            shared = me.home.display(),
+            interval = self.spec.interval.as_millis(),
+            fall = self.spec.fall,
+            lease = self.spec.lease_timeout.as_millis(),
+            sockets = sockets.join(", "),
+            extra = self.spec.extra_config,
+        );
+        fs::write(&me.config, yaml).expect("sidecar config");
+    }
+
+    /// Sends host `i`'s heartbeats to `port` (a relay) from its next start on.
+    pub fn set_peer_port(&mut self, i: usize, port: u16) {
+        self.hosts[i].peer_port = port;
+        self.write_sidecar_config(i);
+    }
+
+    pub fn start_jenkins(&mut self, i: usize) {
+        let host = &self.hosts[i];
+        let args: Vec<String> = [
+            "--listen".into(),
+            format!("127.0.0.1:{}", host.jenkins_port),
+            "--home".into(),
+            host.home.display().to_string(),
+            "--name".into(),
+            host.name.into(),
+            "--agent-listen".into(),
+            format!("127.0.0.1:{}", host.agent_port),
+            "--user".into(),
+            JENKINS_USER.into(),
+            "--token-file".into(),
+            self.dir.join("jenkins.token").display().to_string(),
+            "--reload-base".into(),
+            format!("{}ms", self.spec.reload_base.as_millis()),
+            "--reload-per-item".into(),
+            format!("{}ms", self.spec.reload_per_item.as_millis()),
+        ]
+        .into();
+        let log = self.dir.join(format!("{}-jenkins.log", host.name));
+        let proc = Proc::spawn(
+            &format!("{}-jenkins", host.name),
+            &binaries().join("jenkins-standin"),
+            &args,
+            &log,
+            &[],
+        );
+        self.hosts[i].jenkins = Some(proc);
+        let port = self.hosts[i].jenkins_port;
+        assert!(
+            wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "stand-in {i} did not listen"
+        );
+    }
+
+    pub fn kill_jenkins(&mut self, i: usize) {
+        if let Some(mut p) = self.hosts[i].jenkins.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn start_sidecar(&mut self, i: usize) {
+        let host = &self.hosts[i];
+        let args = vec![
+            "run".to_string(),
+            "-c".into(),
+            host.config.display().to_string(),
+        ];
+        let log = self.dir.join(format!("{}-sidecar.log", host.name));
+        let proc = Proc::spawn(
+            &format!("{}-sidecar", host.name),
+            &binaries().join("jenkins-ha"),
+            &args,
+            &log,
+            &[("JENKINS_HA_LOG", "info")],
+        );
+        self.hosts[i].sidecar = Some(proc);
+    }
+
+    pub fn kill_sidecar(&mut self, i: usize) {
+        if let Some(mut p) = self.hosts[i].sidecar.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn sidecar(&mut self, i: usize) -> &mut Proc {
+        self.hosts[i].sidecar.as_mut().expect("sidecar running")
+    }
+
+    pub fn haproxy_endpoint(&self, k: usize) -> HaproxyClient {
+        HaproxyClient::new(
+            Endpoint::Unix(self.haproxies[k].socket.clone()),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// `show servers state` of one HAProxy, for the two listed backends.
+    pub async fn haproxy_states(&self, k: usize) -> Option<Vec<ServerState>> {
+        self.haproxy_endpoint(k).show_servers_state(None).await.ok()
+    }
+
+    /// The admin label (`ready`/`maint`/`drain`) of one server in one backend of one HAProxy.
+    pub async fn server_label(
+        &self,
+        k: usize,
+        backend: &str,
+        server: &str,
+    ) -> Option<&'static str> {
+        self.haproxy_states(k)
+            .await?
+            .into_iter()
+            .find(|s| s.backend == backend && s.server == server)
+            .map(|s| s.admin_label())
+    }
+
+    /// HTTP GET on loopback; `None` when nothing answered.
+    pub async fn get(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+        self.http
+            .send(
+                hyper::Method::GET,
+                &format!("http://127.0.0.1:{port}{path}"),
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_secs(2),
+            )
+            .await
+            .ok()
+    }
+
+    pub async fn post(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+        self.http
+            .send(
+                hyper::Method::POST,
+                &format!("http://127.0.0.1:{port}{path}"),
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_secs(2),
+            )
+            .await
+            .ok()
+    }
+
+    /// The sidecar's `/active` status code (`None` when it does not answer within 300 ms, as a
+    /// stopped process does not).
+    pub async fn active_code(&self, i: usize) -> Option<u16> {
+        self.http
+            .send(
+                hyper::Method::GET,
+                &format!("http://127.0.0.1:{}/active", self.hosts[i].api_port),
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_millis(300),
+            )
+            .await
+            .ok()
+            .map(|r| r.status.as_u16())
+    }
+
+    pub async fn status(&self, i: usize) -> Option<ClusterStatus> {
+        let r = self.get(self.hosts[i].api_port, "/status").await?;
+        serde_json::from_slice(&r.body).ok()
+    }
+
+    /// The stand-in's `/standin/state` document.
+    pub async fn jenkins_state(&self, i: usize) -> Option<serde_json::Value> {
+        let r = self
+            .get(self.hosts[i].jenkins_port, "/standin/state")
+            .await?;
+        serde_json::from_slice(&r.body).ok()
+    }
+
+    pub async fn quieting_down(&self, i: usize) -> Option<bool> {
+        self.jenkins_state(i).await?.get("quietingDown")?.as_bool()
+    }
+
+    /// A request through HAProxy's HTTP frontend: (status, which stand-in answered).
+    pub async fn through_haproxy(&self, k: usize, path: &str) -> Option<(u16, Option<String>)> {
+        let r = self.get(self.haproxies[k].front_port, path).await?;
+        Some((
+            r.status.as_u16(),
+            r.header("X-Standin-Node").map(str::to_string),
+        ))
+    }
+
+    /// Polls `f` every 50 ms until it returns `Some`, or `None` after `timeout`.
+    pub async fn wait<T, F, Fut>(&self, timeout: Duration, mut f: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f().await {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until exactly one node answers `/active` 200 and returns its index.
+    pub async fn wait_one_active(&self, timeout: Duration) -> Option<usize> {
+        self.wait(timeout, || async {
+            let a = self.active_code(0).await == Some(200);
+            let b = self.active_code(1).await == Some(200);
+            match (a, b) {
+                (true, false) => Some(0),
+                (false, true) => Some(1),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// Waits until HAProxy `k` routes to host `i` in every backend (ready) and not to the other (maint).
+    pub async fn wait_routed(&self, k: usize, i: usize, timeout: Duration) -> bool {
+        self.wait(timeout, || async {
+            let states = self.haproxy_states(k).await?;
+            let ok = ["jenkins_http", "jenkins_agent"].iter().all(|b| {
+                let me = states
+                    .iter()
+                    .find(|s| s.backend == *b && s.server == NAMES[i]);
+                let other = states
+                    .iter()
+                    .find(|s| s.backend == *b && s.server == NAMES[1 - i]);
+                me.is_some_and(|s| s.is_ready()) && other.is_some_and(|s| s.is_maint())
+            });
+            ok.then_some(())
+        })
+        .await
+        .is_some()
+    }
+
+    /// Waits until a request through HAProxy gets a 200 from host `i`'s Jenkins.
+    pub async fn wait_served_by(&self, k: usize, i: usize, timeout: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        self.wait(timeout, || async {
+            match self.through_haproxy(k, "/login").await {
+                Some((200, Some(node))) if node == NAMES[i] => Some(start.elapsed()),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// Every process's log, for a failing test.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<_> = fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        {
+            out.push_str(&format!("===== {}\n", f.display()));
+            out.push_str(&fs::read_to_string(f).unwrap_or_default());
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for h in self.hosts.iter_mut() {
+            h.sidecar.take();
+            h.jenkins.take();
+        }
+        for h in self.haproxies.iter_mut() {
+            h.proc.take();
+        }
+    }
+}
+
+/// Counts split-brain samples: every 100 ms it reads HAProxy, both `/active` and both Jenkins'
+/// quiet-down state.
+#[derive(Debug, Default, Clone)]
+pub struct SplitBrain {
+    pub samples: usize,
+    /// Both servers out of maint in some backend of some HAProxy.
+    pub haproxy_both_ready: usize,
+    /// Both sidecars answering `/active` 200.
+    pub both_active: usize,
+    /// Both Jenkins out of quiet-down.
+    pub both_unquiet: usize,
+    pub first: Option<String>,
+}
+
+impl SplitBrain {
+    pub fn total(&self) -> usize {
+        self.haproxy_both_ready + self.both_active + self.both_unquiet
+    }
+}
+
+impl Cluster {
+    /// Samples every 100 ms for `duration`.
+    pub async fn sample_split_brain(&self, duration: Duration, count_jenkins: bool) -> SplitBrain {
+        let mut sb = SplitBrain::default();
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            let tick = Instant::now();
+            self.sample_once(&mut sb, count_jenkins).await;
+            let spent = tick.elapsed();
+            if spent < Duration::from_millis(100) {
+                tokio::time::sleep(Duration::from_millis(100) - spent).await;
+            }
+        }
+        sb
+    }
+
+    pub async fn sample_once(&self, sb: &mut SplitBrain, count_jenkins: bool) {
+        sb.samples += 1;
+        for k in 0..self.haproxies.len() {
+            if let Some(states) = self.haproxy_states(k).await {
+                for b in ["jenkins_http", "jenkins_agent"] {
+                    let ready = states
+                        .iter()
+                        .filter(|s| s.backend == b && !s.is_maint())
+                        .count();
+                    if ready > 1 {
+                        sb.haproxy_both_ready += 1;
+                        sb.first
+                            .get_or_insert_with(|| format!("haproxy {k} {b}: {states:?}"));
+                    }
+                }
+            }
+        }
+        let a = self.active_code(0).await == Some(200);
+        let b = self.active_code(1).await == Some(200);
+        if a && b {
+            sb.both_active += 1;
+            sb.first.get_or_insert_with(|| "both /active 200".into());
+        }
+        if count_jenkins {
+            let qa = self.quieting_down(0).await;
+            let qb = self.quieting_down(1).await;
+            if qa == Some(false) && qb == Some(false) {
+                sb.both_unquiet += 1;
+                sb.first
+                    .get_or_insert_with(|| "both Jenkins out of quiet-down".into());
+            }
+        }
+    }
+}
+
+/// A TCP relay in front of a port that can be cut: a real partition of that link as the
+/// processes see it (connections hang, new ones are accepted and then blackholed).
+pub struct Relay {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay bind");
+        let port = listener.local_addr().expect("relay addr").port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut cut_rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    if *cut_rx.borrow() {
+                        // Blackhole: hold the connection open and say nothing.
+                        wait_cut(&mut cut_rx, false).await;
+                        return;
+                    }
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    let mut cut_now = cut_rx.clone();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = wait_cut(&mut cut_now, true) => {
+                            // Cut: stop forwarding but keep both sockets open, like a dropped link.
+                            wait_cut(&mut cut_rx, false).await;
+                        }
+                    }
+                });
+            }
+        });
+        Relay { port, cut, task }
+    }
+
+    pub fn cut(&self, cut: bool) {
+        let _ = self.cut.send(cut);
+    }
+}
+
+async fn wait_cut(rx: &mut tokio::sync::watch::Receiver<bool>, value: bool) {
+    let _ = rx.wait_for(|c| *c == value).await.map(|_| ());
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes a job's config.xml with `description`, atomically (temp file + rename, as Jenkins does).
+pub fn write_job(home: &Path, full_name: &str, description: &str) {
+    let dir = item_dir(home, full_name);
+    fs::create_dir_all(&dir).expect("job dir");
+    let tmp = dir.join("atomic123.tmp");
+    let mut f = fs::File::create(&tmp).expect("tmp");
+    writeln!(
+        f,
+        "<?xml version='1.1' encoding='UTF-8'?>\n<project>\n  <description>{description}</description>\n</project>"
+    )
+    .expect("write");
+    drop(f);
+    fs::rename(&tmp, dir.join("config.xml")).expect("rename");
+}
+
+/// The directory of an item: `F/B` lives in `jobs/F/jobs/B`.
+pub fn item_dir(home: &Path, full_name: &str) -> PathBuf {
+    let mut dir = home.join("jobs");
+    for (n, part) in full_name.split('/').enumerate() {
+        if n > 0 {
+            dir.push("jobs");
+        }
+        dir.push(part);
+    }
+    dir
+}
+
+/// Writes a folder's config.xml (the cloudbees-folder root element).
+pub fn write_folder(home: &Path, full_name: &str) {
+    let dir = item_dir(home, full_name);
+    fs::create_dir_all(dir.join("jobs")).expect("folder dir");
+    fs::write(
+        dir.join("config.xml"),
+        "<?xml version='1.1' encoding='UTF-8'?>\n<com.cloudbees.hudson.plugins.folder.Folder>\n  <description></description>\n</com.cloudbees.hudson.plugins.folder.Folder>\n",
+    )
+    .expect("folder config");
+}
+
+fn write_secret(path: &Path, value: &str) {
+    fs::write(path, format!("{value}\n")).expect("secret");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+fn haproxy_binary() -> &'static str {
+    for p in [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("haproxy is not installed: run scripts/test (it installs Debian's haproxy), or apt-get install haproxy")
+}
+
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
