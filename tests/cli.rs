@@ -1,0 +1,155 @@
+//! The command line as an operator meets it: broken configs are refused with one line naming the
+//! file, the line and the field (exit 2), before anything listens; `status` without a daemon exits 1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn jenkins_ha() -> &'static str {
+    env!("CARGO_BIN_EXE_jenkins-ha")
+}
+
+struct Dir {
+    tmp: tempfile::TempDir,
+    port: u16,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("home")).unwrap();
+        let token = tmp.path().join("cluster.token");
+        fs::write(&token, "t0ken\n").unwrap();
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Dir { tmp, port }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A valid config, with `edit` applied to its text.
+    fn config(&self, edit: impl Fn(String) -> String) -> PathBuf {
+        let text = format!(
+            "node:\n  name: jenkins01\n  listen: 127.0.0.1:{port}\n\
+             peer:\n  name: jenkins02\n  url: http://127.0.0.1:1\n\
+             auth:\n  token_file: cluster.token\n\
+             jenkins:\n  url: http://127.0.0.1:2\n  home: home\n\
+             timing:\n  interval: 200ms\n  lease_timeout: 2s\n\
+             haproxy:\n  sockets: [{dir}/haproxy.sock]\n",
+            port = self.port,
+            dir = self.path().display()
+        );
+        let path = self.path().join("config.yaml");
+        fs::write(&path, edit(text)).unwrap();
+        path
+    }
+}
+
+fn run(args: &[&str], config: &Path, wait: Duration) -> Output {
+    let mut child = Command::new(jenkins_ha())
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("jenkins-ha {args:?} did not exit within {wait:?}");
+}
+
+/// Both `run` and `check-config` refuse the config with exit 2, one line naming `expect`, and
+/// `run` never listens.
+fn refused(dir: &Dir, config: &Path, expect: &[&str]) {
+    for cmd in ["check-config", "run"] {
+        let out = run(&[cmd], config, Duration::from_secs(5));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{cmd}: one line expected, got:\n{stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "{cmd}: {e:?} missing in: {stderr}");
+        }
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", dir.port)).is_err(),
+            "{cmd} left something listening on node.listen"
+        );
+    }
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let d = Dir::new();
+    let c = d.config(|t| t.replace("  name: jenkins02\n", "  name: [jenkins02\n"));
+    refused(&d, &c, &["config.yaml:", "peer.name"]);
+}
+
+#[test]
+fn unknown_key() {
+    let d = Dir::new();
+    let c = d.config(|t| t.replace("  lease_timeout: 2s\n", "  lease_timeout: 2s\n  leese: 3s\n"));
+    refused(&d, &c, &["config.yaml:15: timing.leese: unknown key"]);
+}
+
+#[test]
+fn bad_duration() {
+    let d = Dir::new();
+    let c = d.config(|t| t.replace("interval: 200ms", "interval: fast"));
+    refused(&d, &c, &["config.yaml:13: timing.interval:", "duration"]);
+}
+
+#[test]
+fn missing_token_file() {
+    let d = Dir::new();
+    let c = d.config(|t| t.replace("token_file: cluster.token", "token_file: missing.token"));
+    refused(&d, &c, &["config.yaml:8: auth.token_file:", "missing.token", "No such file"]);
+}
+
+#[test]
+fn world_readable_token_file() {
+    let d = Dir::new();
+    let token = d.path().join("cluster.token");
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+    let c = d.config(|t| t);
+    refused(&d, &c, &["auth.token_file:", "chmod 600"]);
+}
+
+#[test]
+fn missing_config_file() {
+    let d = Dir::new();
+    let c = d.path().join("nope.yaml");
+    refused(&d, &c, &["nope.yaml", "cannot read the config file"]);
+}
+
+#[test]
+fn valid_config_passes_check_config_with_warnings_only() {
+    let d = Dir::new();
+    let c = d.config(|t| t);
+    let out = run(&["check-config"], &c, Duration::from_secs(10));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("warning: HAProxy"), "unreachable socket should warn: {stdout}");
+    assert!(stdout.contains("warning: Jenkins"), "unreachable Jenkins should warn: {stdout}");
+    assert!(stdout.contains("valid"), "{stdout}");
+}
+
+#[test]
+fn status_without_a_daemon_exits_1() {
+    let d = Dir::new();
+    let c = d.config(|t| t);
+    let out = run(&["status"], &c, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not answer"), "{stderr}");
+}
