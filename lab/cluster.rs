@@ -328,7 +328,7 @@ impl Cluster {
         );
         for host in &self.hosts {
             cfg.push_str(&format!(
-                "    server {} 127.0.0.1:{} check port {}\n",
+                "    server {} 127.0.0.1:{} check port {} disabled\n",
                 host.name, host.jenkins_port, host.api_port
             ));
         }
@@ -339,7 +339,7 @@ impl Cluster {
         ));
         for host in &self.hosts {
             cfg.push_str(&format!(
-                "    server {} 127.0.0.1:{} track jenkins_http/{} on-marked-down shutdown-sessions\n",
+                "    server {} 127.0.0.1:{} track jenkins_http/{} on-marked-down shutdown-sessions disabled\n",
                 host.name, host.agent_port, host.name
             ));
         }

@@ -23,7 +23,11 @@ impl Dir {
         let token = tmp.path().join("cluster.token");
         fs::write(&token, "t0ken\n").unwrap();
         fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Dir { tmp, port }
     }
 
@@ -67,6 +71,7 @@ fn run(args: &[&str], config: &Path, wait: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("jenkins-ha {args:?} did not exit within {wait:?}");
 }
 
@@ -77,7 +82,11 @@ fn refused(dir: &Dir, config: &Path, expect: &[&str]) {
         let out = run(&[cmd], config, Duration::from_secs(5));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{cmd}: one line expected, got:\n{stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{cmd}: one line expected, got:\n{stderr}"
+        );
         for e in expect {
             assert!(stderr.contains(e), "{cmd}: {e:?} missing in: {stderr}");
         }
@@ -98,7 +107,12 @@ fn yaml_syntax_error() {
 #[test]
 fn unknown_key() {
     let d = Dir::new();
-    let c = d.config(|t| t.replace("  lease_timeout: 2s\n", "  lease_timeout: 2s\n  leese: 3s\n"));
+    let c = d.config(|t| {
+        t.replace(
+            "  lease_timeout: 2s\n",
+            "  lease_timeout: 2s\n  leese: 3s\n",
+        )
+    });
     refused(&d, &c, &["config.yaml:15: timing.leese: unknown key"]);
 }
 
@@ -113,7 +127,15 @@ fn bad_duration() {
 fn missing_token_file() {
     let d = Dir::new();
     let c = d.config(|t| t.replace("token_file: cluster.token", "token_file: missing.token"));
-    refused(&d, &c, &["config.yaml:8: auth.token_file:", "missing.token", "No such file"]);
+    refused(
+        &d,
+        &c,
+        &[
+            "config.yaml:8: auth.token_file:",
+            "missing.token",
+            "No such file",
+        ],
+    );
 }
 
 #[test]
@@ -138,9 +160,20 @@ fn valid_config_passes_check_config_with_warnings_only() {
     let c = d.config(|t| t);
     let out = run(&["check-config"], &c, Duration::from_secs(10));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("warning: HAProxy"), "unreachable socket should warn: {stdout}");
-    assert!(stdout.contains("warning: Jenkins"), "unreachable Jenkins should warn: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("warning: HAProxy"),
+        "unreachable socket should warn: {stdout}"
+    );
+    assert!(
+        stdout.contains("warning: Jenkins"),
+        "unreachable Jenkins should warn: {stdout}"
+    );
     assert!(stdout.contains("valid"), "{stdout}");
 }
 

@@ -368,3 +368,72 @@ async fn simultaneous_starts_elect_exactly_one_active_every_time() {
     }
     eprintln!("winners over 20 rounds: {winners:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_active_hands_over_at_once() {
+    let spec = Spec::default();
+    let lease_timeout = spec.lease_timeout;
+    let (mut c, active) = started(spec).await;
+    let standby = 1 - active;
+    // Let the standby's Jenkins pass its rise checks and the first heartbeats land.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stopped = Instant::now();
+    let code = c.sidecar(active).terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "a clean stop exits 0\n{}", c.logs());
+    let took = c
+        .wait(lease_timeout * 3, || async {
+            (c.active_code(standby).await == Some(200)).then(|| stopped.elapsed())
+        })
+        .await
+        .unwrap_or_else(|| panic!("no takeover after SIGTERM\n{}", c.logs()));
+    eprintln!("the peer was active {took:?} after SIGTERM");
+    assert!(
+        took < lease_timeout,
+        "took {took:?}: the term was not released"
+    );
+    assert!(c.wait_routed(0, standby, Duration::from_secs(2)).await);
+    assert_eq!(
+        c.quieting_down(active).await,
+        Some(true),
+        "the stopped node's Jenkins must be quiet"
+    );
+    let record = std::fs::read_to_string(c.home.join(".jenkins-ha/term-1")).unwrap();
+    assert!(record.contains("\"released\":true"), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_need_the_cluster_token() {
+    let (c, active) = started(Spec::default()).await;
+    let port = c.hosts[active].api_port;
+    let url = format!("http://127.0.0.1:{port}/v1/heartbeat");
+    let forged = serde_json::json!({
+        "name": cluster::NAMES[1 - active], "role": "active", "term": 99, "jenkins": "up",
+        "released": true
+    })
+    .to_string();
+    for auth in [None, Some("Bearer wrong-token"), Some("Basic Zm9vOmJhcg==")] {
+        let mut headers = vec![];
+        if let Some(a) = auth {
+            headers.push((
+                hyper::header::AUTHORIZATION,
+                hyper::header::HeaderValue::from_static(a),
+            ));
+        }
+        let r = c
+            .http
+            .send(
+                hyper::Method::POST,
+                &url,
+                &headers,
+                forged.clone().into(),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 401, "{auth:?}");
+    }
+    // Nothing changed.
+    let s = c.status(active).await.unwrap();
+    assert_ne!(s.nodes[1].term, Some(99));
+    assert_eq!(c.active_code(active).await, Some(200));
+}

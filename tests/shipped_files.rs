@@ -16,14 +16,27 @@ fn example_haproxy_cfg_is_valid_for_haproxy() {
         .arg("-f")
         .arg(&cfg)
         .output()
-        .or_else(|_| Command::new("/usr/sbin/haproxy").arg("-c").arg("-f").arg(&cfg).output())
+        .or_else(|_| {
+            Command::new("/usr/sbin/haproxy")
+                .arg("-c")
+                .arg("-f")
+                .arg(&cfg)
+                .output()
+        })
         .expect("haproxy is installed (scripts/install-deps)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("Configuration file is valid"), "{text}");
     // The only acceptable warning: the state file does not exist before the first dump.
     for line in text.lines().filter(|l| l.contains("[WARNING]")) {
-        assert!(line.contains("server state file"), "unexpected warning: {line}");
+        assert!(
+            line.contains("server state file"),
+            "unexpected warning: {line}"
+        );
     }
     let text = repo_file("haproxy/haproxy.cfg");
     for needed in [
