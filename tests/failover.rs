@@ -110,6 +110,7 @@ async fn one_node_becomes_active_and_haproxy_routes_to_it() {
                 c.status(i).await.filter(|s| {
                     s.active.as_deref() == Some(NAMES[active])
                         && s.nodes[1].role.as_str() != "unreachable"
+                        && s.nodes.iter().all(|n| n.jenkins == "up")
                 })
             })
             .await
