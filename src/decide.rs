@@ -88,6 +88,10 @@ pub struct JenkinsObs {
     pub successes: u32,
     /// A full reload never finished: Jenkins stays 503 until restarted, so it must not be promoted.
     pub reload_failed: bool,
+    /// Running builds, when known (asked while a switchover waits for them).
+    pub busy_executors: Option<u32>,
+    /// The term whose hand-over our Jenkins finished preparing for (reloaded while still quiet).
+    pub prepared_for: Option<u64>,
 }
 
 /// The peer's last heartbeat.
@@ -103,8 +107,12 @@ pub struct PeerObs {
 /// An operator's or the daemon's own request, handled at the next decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Planned switchover: hand the term to this node.
-    Handover { to: String },
+    /// Planned switchover: quiet our Jenkins, wait up to `wait_builds` for running builds to
+    /// end, then hand the term to `to`.
+    Handover { to: String, wait_builds: Duration },
+    /// Take over a stale term even while paused (an operator's `failover --force`). The term must
+    /// still have been still for `lease_timeout`: force never shortens the lease.
+    ForceTakeover,
     /// Clean stop: release the term so that the peer takes over at once.
     Shutdown,
 }
@@ -134,11 +142,26 @@ pub enum Action {
     /// Mark our term released so the peer can take it at once; report [`Outcome::Released`].
     Release { term: u64 },
     /// Make HAProxy send traffic to us and not the peer. No write may leave after `until`.
-    Route { term: u64, until: Mono },
+    /// `ready_first`: set ourselves ready before the peer goes to maint (make-before-break, for a
+    /// planned switchover where the old master still serves); otherwise maint first.
+    Route {
+        term: u64,
+        until: Mono,
+        ready_first: bool,
+    },
     /// Write nothing to HAProxy any more.
     StopRouting,
-    /// Our Jenkins is the active one: reload once for this term, then cancel quiet-down. Not after `until`.
-    JenkinsActive { term: u64, until: Mono },
+    /// Our Jenkins is the active one: reload once for this term (unless it was just prepared),
+    /// then cancel quiet-down; or keep it quiet while a switchover drains it. Not after `until`.
+    JenkinsActive {
+        term: u64,
+        until: Mono,
+        reload: bool,
+        quiet: bool,
+    },
+    /// A planned switchover hands `term` to us: reload our Jenkins now, still quiet, so that we
+    /// can claim the next term with a current Jenkins and route without a 503 window.
+    PrepareTakeover { term: u64 },
     /// Our Jenkins is a standby: keep it in quiet-down.
     JenkinsStandby,
     /// Send the peer a heartbeat now instead of at the next interval (release fast path).
@@ -183,6 +206,8 @@ pub struct Params {
     pub node: String,
     pub peer: String,
     pub timing: Timing,
+    /// How long a hand-over may wait for the target to claim before it is abandoned.
+    pub handover_timeout: Duration,
 }
 
 /// The term we hold, as far as we know.
@@ -192,7 +217,20 @@ struct Held {
     counter: u64,
     /// Start of the last successful write (claim or renewal).
     renewed_at: Mono,
+    /// Written into the term once the switchover has drained (then the target may claim).
     handover_to: Option<String>,
+    handover: Option<Handover>,
+    /// We got this term from a planned switchover (our Jenkins is already reloaded).
+    via_handover: bool,
+}
+
+/// A planned switchover in progress on the holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Handover {
+    to: String,
+    since: Mono,
+    /// Stop waiting for running builds at this instant.
+    drain_until: Mono,
 }
 
 /// The last change seen in the lease: which term and counter, and since when (our clock).
@@ -212,6 +250,10 @@ pub struct Core {
     watched: Option<Watched>,
     /// Whether we have seen the lease at least once (a fresh start claims nothing unseen).
     seen_lease: bool,
+    /// The term we are claiming because it was handed over to us.
+    claiming_handover: Option<u64>,
+    /// When an operator asked for a forced takeover; kept until it happens or the lease moves.
+    forced: Option<Mono>,
 }
 
 impl Core {
@@ -222,6 +264,8 @@ impl Core {
             held: None,
             watched: None,
             seen_lease: false,
+            claiming_handover: None,
+            forced: None,
         }
     }
 
@@ -260,11 +304,16 @@ impl Core {
     pub fn record(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Claimed { term, at } => {
+                let via_handover = self.claiming_handover == Some(term.saturating_sub(1));
+                self.claiming_handover = None;
+                self.forced = None;
                 self.held = Some(Held {
                     term,
                     counter: 0,
                     renewed_at: at,
                     handover_to: None,
+                    handover: None,
+                    via_handover,
                 });
                 self.watched = Some(Watched {
                     term,
@@ -366,10 +415,18 @@ impl Core {
         // 2. A newer term means someone else won it.
         if let LeaseObs::Term(view) = &obs.lease {
             if view.term > held.term || (view.term == held.term && view.holder != p.node) {
-                return self.step_down(format!(
-                    "stepping down: {} holds term {} (mine was {})",
-                    view.holder, view.term, held.term
-                ));
+                let why = if held.handover_to.as_deref() == Some(view.holder.as_str()) {
+                    format!(
+                        "stepping down: {} took over term {} (planned switchover)",
+                        view.holder, view.term
+                    )
+                } else {
+                    format!(
+                        "stepping down: {} holds term {} (mine was {})",
+                        view.holder, view.term, held.term
+                    )
+                };
+                return self.step_down(why);
             }
         }
 
@@ -390,9 +447,26 @@ impl Core {
                     ),
                 };
             }
-            Some(Command::Handover { to }) if held.handover_to.as_deref() != Some(to.as_str()) => {
+            Some(Command::Handover { to, wait_builds }) if held.handover.is_none() => {
+                let handover = Handover {
+                    to: to.clone(),
+                    since: now,
+                    drain_until: now + *wait_builds,
+                };
                 if let Some(h) = self.held.as_mut() {
-                    h.handover_to = Some(to.clone());
+                    h.handover = Some(handover);
+                }
+            }
+            _ => {}
+        }
+        let held = self.held.clone().unwrap_or(held);
+
+        // 4. A planned switchover: drain, then write handover_to and keep serving until the target claims.
+        if let Some(h) = &held.handover {
+            if now >= h.drain_until + p.handover_timeout {
+                if let Some(x) = self.held.as_mut() {
+                    x.handover = None;
+                    x.handover_to = None;
                 }
                 let counter = held.counter + 1;
                 return Decision {
@@ -401,28 +475,79 @@ impl Core {
                         Action::Renew {
                             term: held.term,
                             counter,
-                            handover_to: Some(to.clone()),
+                            handover_to: None,
                         },
                         Action::Route {
                             term: held.term,
                             until,
+                            ready_first: false,
                         },
                         Action::JenkinsActive {
                             term: held.term,
                             until,
+                            reload: !held.via_handover,
+                            quiet: false,
                         },
-                        Action::NotifyPeer,
                     ],
                     reason: format!(
-                        "handing term {} over to {to} (planned switchover)",
-                        held.term
+                        "active: the switchover to {} was abandoned: it did not take term {} within {}",
+                        h.to,
+                        held.term,
+                        secs(p.handover_timeout)
                     ),
                 };
             }
-            _ => {}
+            let drained = obs.jenkins.busy_executors == Some(0) || now >= h.drain_until;
+            let handover_to = if drained { Some(h.to.clone()) } else { None };
+            if let Some(x) = self.held.as_mut() {
+                x.handover_to = handover_to.clone();
+            }
+            let reason = if drained {
+                format!(
+                    "active, handing over: term {} goes to {} as soon as it has reloaded its Jenkins",
+                    held.term, h.to
+                )
+            } else {
+                format!(
+                    "active, handing over to {}: waiting for {} running build(s) to end ({} of {})",
+                    h.to,
+                    obs.jenkins
+                        .busy_executors
+                        .map(|b| b.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    secs(now.saturating_sub(h.since)),
+                    secs(h.drain_until.saturating_sub(h.since))
+                )
+            };
+            let mut actions = vec![
+                Action::Renew {
+                    term: held.term,
+                    counter: held.counter + 1,
+                    handover_to,
+                },
+                Action::Route {
+                    term: held.term,
+                    until,
+                    ready_first: false,
+                },
+                Action::JenkinsActive {
+                    term: held.term,
+                    until,
+                    reload: !held.via_handover,
+                    quiet: true,
+                },
+            ];
+            if drained {
+                actions.push(Action::NotifyPeer);
+            }
+            return Decision {
+                role: Role::Active,
+                actions,
+                reason,
+            };
         }
 
-        // 4. Our Jenkins has failed: release so a healthy peer need not wait out the lease.
+        // 5. Our Jenkins has failed: release so a healthy peer need not wait out the lease.
         let j = &obs.jenkins;
         let jenkins_failed = j.reload_failed || j.failures >= p.timing.fall;
         if jenkins_failed && !obs.paused {
@@ -448,7 +573,7 @@ impl Core {
             }
         }
 
-        // 5. Keep the term.
+        // 6. Keep the term.
         let counter = held.counter + 1;
         let mut reason = match &obs.lease {
             LeaseObs::Unreadable(why) => format!(
@@ -462,12 +587,7 @@ impl Core {
                 secs(since_renewal)
             ),
         };
-        if let Some(to) = &held.handover_to {
-            reason = format!(
-                "active, handing over to {to}: I hold term {} until {to} claims the next",
-                held.term
-            );
-        } else if jenkins_failed && obs.paused {
+        if jenkins_failed && obs.paused {
             reason.push_str(&format!(
                 "; {} but the cluster is paused",
                 jenkins_failure(j, p.timing.fall)
@@ -487,15 +607,18 @@ impl Core {
                 Action::Renew {
                     term: held.term,
                     counter,
-                    handover_to: held.handover_to.clone(),
+                    handover_to: None,
                 },
                 Action::Route {
                     term: held.term,
                     until,
+                    ready_first: held.via_handover,
                 },
                 Action::JenkinsActive {
                     term: held.term,
                     until,
+                    reload: !held.via_handover,
+                    quiet: false,
                 },
             ],
             reason,
@@ -532,6 +655,17 @@ impl Core {
             }
         };
 
+        if obs.command == Some(Command::ForceTakeover) {
+            self.forced = Some(now);
+        }
+        // The holder renewed after the force was asked for: it is alive, so the force lapses.
+        if let (Some(f), Some(w)) = (self.forced, &self.watched) {
+            if w.since > f {
+                self.forced = None;
+            }
+        }
+        let paused = obs.paused && self.forced.is_none();
+
         if self.role == Role::Starting && j.failures == 0 && j.successes == 0 && !j.reload_failed {
             return Decision {
                 role: Role::Starting,
@@ -545,7 +679,7 @@ impl Core {
                 return standby(format!("standby: cannot read the lease: {why}"))
             }
             LeaseObs::Empty => {
-                if obs.paused {
+                if paused {
                     return standby(
                         "standby: no node holds a term, and the cluster is paused".into(),
                     );
@@ -578,25 +712,40 @@ impl Core {
         };
 
         if view.handover_to.as_deref() == Some(p.node.as_str()) && view.holder != p.node {
-            return match blocker() {
-                None => claim(
-                    next,
-                    format!(
-                        "claiming term {next}: {} handed term {} over to me",
-                        view.holder, view.term
-                    ),
-                ),
-                Some(why) => standby(format!(
+            if let Some(why) = blocker() {
+                return standby(format!(
                     "standby: {} is handing term {} over to me, but {why}",
                     view.holder, view.term
-                )),
-            };
+                ));
+            }
+            if j.prepared_for != Some(view.term) {
+                return Decision {
+                    role: Role::Standby,
+                    actions: vec![
+                        Action::StopRouting,
+                        Action::JenkinsStandby,
+                        Action::PrepareTakeover { term: view.term },
+                    ],
+                    reason: format!(
+                        "standby: {} is handing term {} over to me; reloading my Jenkins first",
+                        view.holder, view.term
+                    ),
+                };
+            }
+            self.claiming_handover = Some(view.term);
+            return claim(
+                next,
+                format!(
+                    "claiming term {next}: {} handed term {} over to me (planned switchover)",
+                    view.holder, view.term
+                ),
+            );
         }
 
         if view.holder == p.node && !view.released && view.handover_to.is_none() {
             // Our own term from before a restart (or before a local expiry): nobody else can be
             // acting on it, and the exclusive create of the next term arbitrates any race.
-            if obs.paused {
+            if paused {
                 return standby(format!(
                     "standby: I held term {} before, and the cluster is paused",
                     view.term
@@ -645,12 +794,16 @@ impl Core {
                 standby(reason)
             }
             Some(why_takeover) => {
-                if obs.paused {
+                if paused {
                     return standby(format!(
                         "standby: {why_takeover}, but the cluster is paused"
                     ));
                 }
                 match blocker() {
+                    None if self.forced.is_some() => claim(
+                        next,
+                        format!("claiming term {next}: {why_takeover} (forced by an operator)"),
+                    ),
                     None => claim(next, format!("claiming term {next}: {why_takeover}")),
                     Some(why) => no_active(why),
                 }

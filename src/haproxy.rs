@@ -390,6 +390,7 @@ pub fn plan_reconcile(
     backends: &[String],
     ready: &str,
     maint: &str,
+    order: WriteOrder,
 ) -> (Vec<PlannedWrite>, Vec<HaproxyError>) {
     let mut problems = Vec::new();
     let mut to_maint = Vec::new();
@@ -422,8 +423,26 @@ pub fn plan_reconcile(
             }
         }
     }
-    to_maint.extend(to_ready);
-    (to_maint, problems)
+    match order {
+        WriteOrder::MaintFirst => {
+            to_maint.extend(to_ready);
+            (to_maint, problems)
+        }
+        WriteOrder::ReadyFirst => {
+            to_ready.extend(to_maint);
+            (to_ready, problems)
+        }
+    }
+}
+
+/// The order of a reconcile's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOrder {
+    /// Break before make: no instant routes to both (failover; the old master may be broken).
+    MaintFirst,
+    /// Make before break: the new server is ready before the old one leaves (planned switchover,
+    /// where the old master still serves and must not leave users with no server at all).
+    ReadyFirst,
 }
 
 /// A client for one HAProxy runtime-API socket. Cheap to clone.
@@ -666,6 +685,26 @@ pub async fn reconcile(
     maint: &str,
     write_deadline: Instant,
 ) -> Vec<SocketReport> {
+    reconcile_with(
+        clients,
+        backends,
+        ready,
+        maint,
+        write_deadline,
+        WriteOrder::MaintFirst,
+    )
+    .await
+}
+
+/// [`reconcile`] with a chosen write order.
+pub async fn reconcile_with(
+    clients: &[HaproxyClient],
+    backends: &[String],
+    ready: &str,
+    maint: &str,
+    write_deadline: Instant,
+    order: WriteOrder,
+) -> Vec<SocketReport> {
     let mut tasks = Vec::with_capacity(clients.len());
     for client in clients {
         let client = client.clone();
@@ -674,7 +713,7 @@ pub async fn reconcile(
         tasks.push((
             client.endpoint.to_string(),
             tokio::spawn(async move {
-                reconcile_one(&client, &backends, &ready, &maint, write_deadline).await
+                reconcile_one(&client, &backends, &ready, &maint, write_deadline, order).await
             }),
         ));
     }
@@ -741,6 +780,7 @@ async fn reconcile_one(
     ready: &str,
     maint: &str,
     deadline: Instant,
+    order: WriteOrder,
 ) -> Result<ReconcileOutcome, HaproxyError> {
     if ready == maint {
         return Err(HaproxyError::SameServer(ready.to_string()));
@@ -749,7 +789,7 @@ async fn reconcile_one(
         check_name(name)?;
     }
     let states = client.show_servers_state(None).await?;
-    let (plan, problems) = plan_reconcile(&states, backends, ready, maint);
+    let (plan, problems) = plan_reconcile(&states, backends, ready, maint, order);
     let mut writes = 0;
     for (done, write) in plan.iter().enumerate() {
         match client
@@ -994,7 +1034,7 @@ mod tests {
             state("agent", "a", 2),
             state("agent", "b", 2),
         ];
-        let (plan, problems) = plan_reconcile(&states, &backends, "a", "b");
+        let (plan, problems) = plan_reconcile(&states, &backends, "a", "b", WriteOrder::MaintFirst);
         assert!(problems.is_empty());
         let summary: Vec<_> = plan
             .iter()
@@ -1003,7 +1043,8 @@ mod tests {
         // agent/a only inherits maint: it becomes ready when http/a does.
         assert_eq!(summary, ["http/b maint", "agent/b maint", "http/a ready"]);
 
-        let (plan, problems) = plan_reconcile(&states, &["nope".into()], "a", "b");
+        let (plan, problems) =
+            plan_reconcile(&states, &["nope".into()], "a", "b", WriteOrder::MaintFirst);
         assert!(plan.is_empty());
         assert_eq!(
             problems,
@@ -1011,7 +1052,7 @@ mod tests {
                 backend: "nope".into()
             }]
         );
-        let (plan, problems) = plan_reconcile(&states, &backends, "a", "c");
+        let (plan, problems) = plan_reconcile(&states, &backends, "a", "c", WriteOrder::MaintFirst);
         assert_eq!(plan.len(), 1);
         assert_eq!(problems.len(), 2);
     }

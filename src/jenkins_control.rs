@@ -25,12 +25,26 @@ use crate::lease::unix_ms;
 pub enum JenkinsGoal {
     /// Starting: leave it as it is.
     Leave,
-    Standby,
-    /// Promote once for `term`; touch nothing after `until` (the lease's deadline).
+    /// Keep it in quiet-down. `prepare`: a switchover hands that term to us; reload now, still
+    /// quiet, and report it in [`JenkinsState::prepared_for`].
+    Standby { prepare: Option<u64> },
+    /// Promote once for `term` (with a full reload unless `reload` is false because a switchover
+    /// just prepared it), then keep it out of quiet-down, or in it while `quiet` (a switchover
+    /// drains it). Touch nothing after `until` (the lease's deadline).
     Active {
         term: u64,
         until: Instant,
+        reload: bool,
+        quiet: bool,
     },
+}
+
+/// How a reload we started ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadEnd {
+    Done,
+    Abandoned,
+    Failed,
 }
 
 /// A finished reload, for `status`.
@@ -56,6 +70,10 @@ pub struct JenkinsState {
     pub session: Option<String>,
     pub last_error: Option<String>,
     pub promoted_term: Option<u64>,
+    /// The term a switchover handed us, once our Jenkins is reloaded for it.
+    pub prepared_for: Option<u64>,
+    /// Running builds, polled while a switchover drains this Jenkins.
+    pub busy_executors: Option<u32>,
     pub full_reloads: u64,
     pub item_reloads: u64,
     pub last_reload: Option<ReloadRecord>,
@@ -188,46 +206,70 @@ impl JenkinsControl {
         }
         match goal {
             JenkinsGoal::Leave => {}
-            JenkinsGoal::Standby => {
+            JenkinsGoal::Standby { prepare } => {
                 if self.snapshot().reload_failed {
                     return;
                 }
-                match self.client.info().await {
-                    Ok(info) => {
-                        self.update(|s| s.quieting_down = Some(info.quieting_down));
-                        if !info.quieting_down {
-                            tracing::info!("putting the standby Jenkins into quiet-down");
-                            match self.client.quiet_down().await {
-                                Ok(()) => self.update(|s| s.quieting_down = Some(true)),
-                                Err(e) => {
-                                    tracing::warn!("quiet-down of the standby Jenkins failed: {e}")
-                                }
-                            }
+                self.ensure_quiet(true, None).await;
+                if let Some(term) = prepare {
+                    if self.snapshot().prepared_for != Some(*term) {
+                        tracing::info!(
+                            "preparing to take over term {term}: full reload while still quiet"
+                        );
+                        if self.full_reload("full (switchover)", goal_rx).await == ReloadEnd::Done {
+                            self.update(|s| s.prepared_for = Some(*term));
                         }
                     }
-                    Err(e) => self.note_error(&e),
                 }
             }
-            JenkinsGoal::Active { term, until } => {
+            JenkinsGoal::Active {
+                term,
+                until,
+                reload,
+                quiet,
+            } => {
                 if self.snapshot().promoted_term != Some(*term) {
-                    self.promote(*term, *until, goal_rx).await;
+                    self.promote(*term, *until, *reload, *quiet, goal_rx).await;
                     return;
                 }
-                match self.client.info().await {
-                    Ok(info) => {
-                        self.update(|s| s.quieting_down = Some(info.quieting_down));
-                        if info.quieting_down && Instant::now() < *until {
-                            tracing::info!("the active Jenkins was quieting down; cancelling it");
-                            if let Err(e) = self.client.cancel_quiet_down().await {
-                                tracing::warn!("cancelQuietDown failed: {e}");
-                            } else {
-                                self.update(|s| s.quieting_down = Some(false));
-                            }
-                        }
+                self.ensure_quiet(*quiet, Some(*until)).await;
+                if *quiet {
+                    match self.client.busy_executors().await {
+                        Ok(busy) => self.update(|s| s.busy_executors = Some(busy)),
+                        Err(e) => self.note_error(&e),
                     }
-                    Err(e) => self.note_error(&e),
                 }
             }
+        }
+    }
+
+    /// Puts Jenkins into quiet-down or out of it, if it is not already; never after `until`.
+    async fn ensure_quiet(&self, quiet: bool, until: Option<Instant>) {
+        let info = match self.client.info().await {
+            Ok(info) => info,
+            Err(e) => return self.note_error(&e),
+        };
+        self.update(|s| s.quieting_down = Some(info.quieting_down));
+        if info.quieting_down == quiet || until.is_some_and(|u| Instant::now() >= u) {
+            return;
+        }
+        let result = if quiet {
+            tracing::info!("putting Jenkins into quiet-down");
+            self.client.quiet_down().await
+        } else {
+            tracing::info!("the active Jenkins was quieting down; cancelling it");
+            self.client.cancel_quiet_down().await
+        };
+        match result {
+            Ok(()) => self.update(|s| s.quieting_down = Some(quiet)),
+            Err(e) => tracing::warn!(
+                "{} failed: {e}",
+                if quiet {
+                    "quietDown"
+                } else {
+                    "cancelQuietDown"
+                }
+            ),
         }
     }
 
@@ -240,8 +282,16 @@ impl JenkinsControl {
         self.update(|s| s.last_error = Some(text));
     }
 
-    /// Fence the peer's Jenkins, reload ours, wait until it is ready, cancel quiet-down.
-    async fn promote(&self, term: u64, until: Instant, goal_rx: &mut watch::Receiver<JenkinsGoal>) {
+    /// Fence the peer's Jenkins, reload ours (unless a switchover just did), wait until it is
+    /// ready, cancel quiet-down (unless the switchover keeps it quiet). Never after `until`.
+    async fn promote(
+        &self,
+        term: u64,
+        until: Instant,
+        reload: bool,
+        quiet: bool,
+        goal_rx: &mut watch::Receiver<JenkinsGoal>,
+    ) {
         if let Some(peer) = &self.peer_client {
             match peer.quiet_down().await {
                 Ok(()) => tracing::info!(
@@ -253,9 +303,48 @@ impl JenkinsControl {
                 ),
             }
         }
-        tracing::info!("promoting Jenkins for term {term}: full reload, then cancel quiet-down");
-        self.update(|s| s.promoting = true);
+        if reload {
+            tracing::info!(
+                "promoting Jenkins for term {term}: full reload, then cancel quiet-down"
+            );
+            self.update(|s| s.promoting = true);
+            let end = self.full_reload("full (promotion)", goal_rx).await;
+            self.update(|s| s.promoting = false);
+            if end != ReloadEnd::Done {
+                return;
+            }
+        } else {
+            tracing::info!("promoting Jenkins for term {term}: already reloaded by the switchover");
+        }
+        if Instant::now() >= until {
+            tracing::warn!("the lease ran out during the promotion; Jenkins stays quiet");
+            return;
+        }
+        if !quiet {
+            if let Err(e) = self.client.cancel_quiet_down().await {
+                tracing::warn!("cancelQuietDown failed: {e}");
+                return;
+            }
+        }
+        tracing::info!("Jenkins is active for term {term}");
+        self.update(|s| {
+            s.promoted_term = Some(term);
+            s.quieting_down = Some(quiet);
+            s.health = "up";
+            s.failures = 0;
+        });
+    }
+
+    /// `POST /reload`, then wait until Jenkins serves again. Abandoned when the goal changes to
+    /// something this reload no longer serves. A reload still 503 after the bound has failed:
+    /// Jenkins is marked unhealthy and the restart command runs.
+    pub async fn full_reload(
+        &self,
+        kind: &str,
+        goal_rx: &mut watch::Receiver<JenkinsGoal>,
+    ) -> ReloadEnd {
         let started = std::time::Instant::now();
+        let goal_at_start = goal_rx.borrow().clone();
         let result = async {
             self.client.reload().await?;
             let still_wanted = async {
@@ -263,7 +352,8 @@ impl JenkinsControl {
                     if goal_rx.changed().await.is_err() {
                         return;
                     }
-                    if !matches!(&*goal_rx.borrow(), JenkinsGoal::Active { term: t, .. } if *t == term) {
+                    let now = goal_rx.borrow().clone();
+                    if std::mem::discriminant(&now) != std::mem::discriminant(&goal_at_start) {
                         return;
                     }
                 }
@@ -276,43 +366,27 @@ impl JenkinsControl {
         .await;
         let elapsed = started.elapsed();
         let record = |result: &str| ReloadRecord {
-            kind: "full (promotion)".into(),
+            kind: kind.into(),
             at_unix_ms: unix_ms(),
             duration_ms: elapsed.as_millis() as u64,
             result: result.into(),
         };
         match result {
             Ok(true) => {
+                tracing::info!("{kind} reload done in {:.1} s", elapsed.as_secs_f64());
                 self.update(|s| {
                     s.full_reloads += 1;
                     s.last_reload = Some(record("ok"));
                 });
-                if Instant::now() >= until {
-                    tracing::warn!(
-                        "the lease ran out during the promotion reload; Jenkins stays quiet"
-                    );
-                } else {
-                    match self.client.cancel_quiet_down().await {
-                        Ok(()) => {
-                            tracing::info!(
-                                "Jenkins is active for term {term} (reload took {:.1} s)",
-                                elapsed.as_secs_f64()
-                            );
-                            self.update(|s| {
-                                s.promoted_term = Some(term);
-                                s.quieting_down = Some(false);
-                                s.health = "up";
-                                s.failures = 0;
-                            });
-                        }
-                        Err(e) => tracing::warn!("cancelQuietDown after the reload failed: {e}"),
-                    }
-                }
+                ReloadEnd::Done
             }
-            Ok(false) => tracing::info!("promotion for term {term} abandoned: no longer active"),
+            Ok(false) => {
+                tracing::info!("{kind} reload abandoned: the role changed");
+                ReloadEnd::Abandoned
+            }
             Err(JenkinsError::ReloadFailed { waited }) => {
                 tracing::error!(
-                    "Jenkins reload FAILED: still 503 after {:.0} s; Jenkins needs a restart and is not promoted",
+                    "Jenkins reload FAILED: still 503 after {:.0} s; Jenkins needs a restart and is never promoted like this",
                     waited.as_secs_f64()
                 );
                 self.update(|s| {
@@ -321,13 +395,14 @@ impl JenkinsControl {
                     s.last_reload = Some(record("failed: still 503 after the reload timeout"));
                 });
                 self.run_restart_command().await;
+                ReloadEnd::Failed
             }
             Err(e) => {
-                tracing::warn!("promotion reload failed: {e}");
+                tracing::warn!("{kind} reload failed: {e}");
                 self.update(|s| s.last_reload = Some(record(&format!("error: {e}"))));
+                ReloadEnd::Failed
             }
         }
-        self.update(|s| s.promoting = false);
     }
 
     /// Waits out the 503 window of a reload we started. Real Jenkins keeps answering (503) while

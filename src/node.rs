@@ -276,6 +276,7 @@ impl Node {
             node: config.node.name.clone(),
             peer: config.peer.name.clone(),
             timing: config.timing,
+            handover_timeout: config.jenkins.reload_timeout + config.timing.lease_timeout,
         });
         Ok(Node {
             shared,
@@ -362,6 +363,8 @@ impl Node {
                     jenkins.successes
                 },
                 reload_failed: jenkins.reload_failed,
+                busy_executors: jenkins.busy_executors,
+                prepared_for: jenkins.prepared_for,
             },
             peer,
             paused,
@@ -433,6 +436,9 @@ impl Node {
 
     /// Carries out the actions. Returns true if a claim was won (decide again at once).
     async fn act(&mut self, decision: &Decision) -> bool {
+        if let Some(goal) = self.jenkins_goal_of(&decision.actions) {
+            self.jenkins_goal.send_if_modified(|g| set(g, goal));
+        }
         let mut claimed = false;
         for action in &decision.actions {
             match action {
@@ -521,29 +527,60 @@ impl Node {
                         ),
                     }
                 }
-                Action::Route { until, .. } => {
-                    let until = self.shared.instant(*until);
-                    self.route_goal
-                        .send_if_modified(|g| set(g, RouteGoal::Route { until }));
+                Action::Route {
+                    until, ready_first, ..
+                } => {
+                    let goal = RouteGoal::Route {
+                        until: self.shared.instant(*until),
+                        ready_first: *ready_first,
+                    };
+                    self.route_goal.send_if_modified(|g| set(g, goal));
                     lock(&self.shared.local).released = false;
                 }
                 Action::StopRouting => {
                     self.route_goal
                         .send_if_modified(|g| set(g, RouteGoal::Observe));
                 }
-                Action::JenkinsActive { term, until } => {
-                    let until = self.shared.instant(*until);
-                    self.jenkins_goal
-                        .send_if_modified(|g| set(g, JenkinsGoal::Active { term: *term, until }));
-                }
-                Action::JenkinsStandby => {
-                    self.jenkins_goal
-                        .send_if_modified(|g| set(g, JenkinsGoal::Standby));
-                }
+                // The Jenkins goal is taken from the whole list below.
+                Action::JenkinsActive { .. }
+                | Action::JenkinsStandby
+                | Action::PrepareTakeover { .. } => {}
                 Action::NotifyPeer => self.peer_now.notify_one(),
             }
         }
         claimed
+    }
+
+    /// The one Jenkins goal a decision's actions describe, if any.
+    fn jenkins_goal_of(&self, actions: &[Action]) -> Option<JenkinsGoal> {
+        let mut goal = None;
+        for action in actions {
+            match action {
+                Action::JenkinsActive {
+                    term,
+                    until,
+                    reload,
+                    quiet,
+                } => {
+                    return Some(JenkinsGoal::Active {
+                        term: *term,
+                        until: self.shared.instant(*until),
+                        reload: *reload,
+                        quiet: *quiet,
+                    })
+                }
+                Action::PrepareTakeover { term } => {
+                    goal = Some(JenkinsGoal::Standby {
+                        prepare: Some(*term),
+                    })
+                }
+                Action::JenkinsStandby if goal.is_none() => {
+                    goal = Some(JenkinsGoal::Standby { prepare: None })
+                }
+                _ => {}
+            }
+        }
+        goal
     }
 
     /// After the shutdown decision: make sure our Jenkins is quiet and the peer heard of the release.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::haproxy::{self, HaproxyClient, SocketReport};
+use crate::haproxy::{self, HaproxyClient, SocketReport, WriteOrder};
 use crate::status::{ServerStatus, SocketStatus};
 
 /// What the decision wants from HAProxy.
@@ -20,8 +20,8 @@ use crate::status::{ServerStatus, SocketStatus};
 pub enum RouteGoal {
     /// Read only.
     Observe,
-    /// Route to us until `until`, then write nothing.
-    Route { until: Instant },
+    /// Route to us until `until`, then write nothing. `ready_first`: make before break.
+    Route { until: Instant, ready_first: bool },
 }
 
 /// What the routing task saw last, for `status` and metrics.
@@ -50,9 +50,21 @@ impl Routing {
         loop {
             let current = *goal.borrow_and_update();
             let reports = match current {
-                RouteGoal::Route { until } if Instant::now() < until => {
-                    haproxy::reconcile(&self.clients, &self.backends, &self.me, &self.peer, until)
-                        .await
+                RouteGoal::Route { until, ready_first } if Instant::now() < until => {
+                    let order = if ready_first {
+                        WriteOrder::ReadyFirst
+                    } else {
+                        WriteOrder::MaintFirst
+                    };
+                    haproxy::reconcile_with(
+                        &self.clients,
+                        &self.backends,
+                        &self.me,
+                        &self.peer,
+                        until,
+                        order,
+                    )
+                    .await
                 }
                 _ => haproxy::observe(&self.clients, &self.backends).await,
             };

@@ -20,6 +20,7 @@ fn core(node: &str, peer: &str) -> Core {
         node: node.into(),
         peer: peer.into(),
         timing: timing(),
+        handover_timeout: Duration::from_secs(60),
     })
 }
 
@@ -28,6 +29,7 @@ fn healthy() -> JenkinsObs {
         failures: 0,
         successes: 5,
         reload_failed: false,
+        ..Default::default()
     }
 }
 
@@ -36,6 +38,7 @@ fn down(failures: u32) -> JenkinsObs {
         failures,
         successes: 0,
         reload_failed: false,
+        ..Default::default()
     }
 }
 
@@ -113,6 +116,7 @@ fn empty_lease_but_jenkins_not_risen_waits() {
         failures: 0,
         successes: 1,
         reload_failed: false,
+        ..Default::default()
     };
     let d = c.decide(&obs(0, LeaseObs::Empty, one));
     assert_eq!(claims(&d), None);
@@ -133,7 +137,8 @@ fn claimed_term_makes_us_active_and_routes_until_expiry() {
     // valid until 10ms + 5s - max(2s, 1s)
     assert!(d.actions.contains(&Action::Route {
         term: 1,
-        until: Duration::from_millis(3010)
+        until: Duration::from_millis(3010),
+        ready_first: false,
     }));
     assert!(d.actions.contains(&Action::Renew {
         term: 1,
@@ -211,11 +216,239 @@ fn handover_to_me_is_taken_at_once_even_when_paused() {
         released: false,
         handover_to: Some("b".into()),
     };
-    let mut o = obs(100, LeaseObs::Term(view), healthy());
+    let mut o = obs(100, LeaseObs::Term(view.clone()), healthy());
+    o.paused = true;
+    // First the target reloads its Jenkins, still quiet and still a standby...
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), None);
+    assert!(d.actions.contains(&Action::PrepareTakeover { term: 7 }));
+    assert_eq!(
+        d.reason,
+        "standby: a is handing term 7 over to me; reloading my Jenkins first"
+    );
+    // ... then claims, and routes make-before-break without a second reload.
+    let mut o = obs(
+        400,
+        LeaseObs::Term(view),
+        JenkinsObs {
+            prepared_for: Some(7),
+            ..healthy()
+        },
+    );
     o.paused = true;
     let d = c.decide(&o);
     assert_eq!(claims(&d), Some(8));
-    assert_eq!(d.reason, "claiming term 8: a handed term 7 over to me");
+    assert_eq!(
+        d.reason,
+        "claiming term 8: a handed term 7 over to me (planned switchover)"
+    );
+    c.record(Outcome::Claimed {
+        term: 8,
+        at: 400 * MS,
+    });
+    let d = c.decide(&obs(410, term(8, "b", 0), healthy()));
+    assert_eq!(d.role, Role::Active);
+    assert!(d.actions.iter().any(|a| matches!(
+        a,
+        Action::Route {
+            ready_first: true,
+            ..
+        }
+    )));
+    assert!(d.actions.iter().any(|a| matches!(
+        a,
+        Action::JenkinsActive {
+            reload: false,
+            quiet: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn switchover_drains_running_builds_before_handing_over() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(
+        100,
+        term(3, "a", 0),
+        JenkinsObs {
+            busy_executors: Some(2),
+            ..healthy()
+        },
+    );
+    o.command = Some(Command::Handover {
+        to: "b".into(),
+        wait_builds: Duration::from_secs(10),
+    });
+    let d = c.decide(&o);
+    assert!(d.actions.contains(&Action::Renew {
+        term: 3,
+        counter: 1,
+        handover_to: None
+    }));
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::JenkinsActive { quiet: true, .. })));
+    assert!(routes(&d), "still serving while it drains");
+    assert!(
+        d.reason.contains("waiting for 2 running build(s)"),
+        "{}",
+        d.reason
+    );
+    c.record(Outcome::Renewed {
+        term: 3,
+        counter: 1,
+        at: 100 * MS,
+        done: 101 * MS,
+    });
+    // The builds end: now the term names its new holder.
+    let d = c.decide(&obs(
+        600,
+        term(3, "a", 1),
+        JenkinsObs {
+            busy_executors: Some(0),
+            ..healthy()
+        },
+    ));
+    assert!(d.actions.contains(&Action::Renew {
+        term: 3,
+        counter: 2,
+        handover_to: Some("b".into())
+    }));
+    assert!(d.actions.contains(&Action::NotifyPeer));
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::JenkinsActive { quiet: true, .. })));
+}
+
+#[test]
+fn switchover_hands_over_when_the_build_wait_runs_out() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(
+        100,
+        term(3, "a", 0),
+        JenkinsObs {
+            busy_executors: Some(5),
+            ..healthy()
+        },
+    );
+    o.command = Some(Command::Handover {
+        to: "b".into(),
+        wait_builds: Duration::from_millis(500),
+    });
+    c.decide(&o);
+    c.record(Outcome::Renewed {
+        term: 3,
+        counter: 1,
+        at: 100 * MS,
+        done: 101 * MS,
+    });
+    let d = c.decide(&obs(
+        700,
+        term(3, "a", 1),
+        JenkinsObs {
+            busy_executors: Some(5),
+            ..healthy()
+        },
+    ));
+    assert!(d.actions.contains(&Action::Renew {
+        term: 3,
+        counter: 2,
+        handover_to: Some("b".into())
+    }));
+}
+
+#[test]
+fn switchover_is_abandoned_when_the_target_never_claims() {
+    let mut c = active_core(3, 0);
+    let mut o = obs(0, term(3, "a", 0), healthy());
+    o.command = Some(Command::Handover {
+        to: "b".into(),
+        wait_builds: Duration::ZERO,
+    });
+    c.decide(&o);
+    let mut now: u64 = 0;
+    let mut counter = 0;
+    while now < 59_000 {
+        now += 1000;
+        counter += 1;
+        c.record(Outcome::Renewed {
+            term: 3,
+            counter,
+            at: Duration::from_millis(now),
+            done: Duration::from_millis(now),
+        });
+        c.decide(&obs(now, term(3, "a", counter), healthy()));
+    }
+    let d = c.decide(&obs(now + 10, term(3, "a", counter), healthy()));
+    assert!(d.reason.contains("handing over"), "{}", d.reason);
+    let d = c.decide(&obs(60_010, term(3, "a", counter), healthy()));
+    assert!(d.reason.contains("was abandoned"), "{}", d.reason);
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::JenkinsActive { quiet: false, .. })));
+    assert!(d.actions.iter().any(|a| matches!(
+        a,
+        Action::Renew {
+            handover_to: None,
+            ..
+        }
+    )));
+    let d = c.decide(&obs(60_020, term(3, "a", counter), healthy()));
+    assert!(
+        d.reason.starts_with("active: I hold term 3"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn forced_takeover_waits_out_the_lease_even_when_paused() {
+    let mut c = core("b", "a");
+    let mut o = obs(0, term(7, "a", 3), healthy());
+    o.paused = true;
+    o.command = Some(Command::ForceTakeover);
+    assert_eq!(
+        claims(&c.decide(&o)),
+        None,
+        "force never shortens the lease"
+    );
+    let mut o = obs(4999, term(7, "a", 3), healthy());
+    o.paused = true;
+    assert_eq!(claims(&c.decide(&o)), None);
+    let mut o = obs(5000, term(7, "a", 3), healthy());
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), Some(8));
+    assert!(
+        d.reason.ends_with("(forced by an operator)"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn forced_takeover_lapses_when_the_holder_renews() {
+    let mut c = core("b", "a");
+    let mut o = obs(0, term(7, "a", 3), healthy());
+    o.paused = true;
+    o.command = Some(Command::ForceTakeover);
+    c.decide(&o);
+    let mut o = obs(1000, term(7, "a", 4), healthy());
+    o.paused = true;
+    c.decide(&o);
+    let mut o = obs(7000, term(7, "a", 4), healthy());
+    o.paused = true;
+    let d = c.decide(&o);
+    assert_eq!(
+        claims(&d),
+        None,
+        "the holder proved alive: the pause holds again"
+    );
+    assert!(d.reason.contains("paused"), "{}", d.reason);
 }
 
 #[test]
@@ -240,6 +473,7 @@ fn unhealthy_standby_never_claims_and_says_no_active_loudly() {
         failures: 0,
         successes: 9,
         reload_failed: true,
+        ..Default::default()
     };
     let d = c.decide(&obs(60_000, term(7, "a", 3), broken));
     assert_eq!(claims(&d), None);
@@ -304,7 +538,10 @@ fn expired_lease_steps_down_before_anything_else() {
     let mut c = active_core(3, 0);
     // Even with a pending command and a failing Jenkins, expiry comes first.
     let mut o = obs(3000, term(3, "a", 0), down(5));
-    o.command = Some(Command::Handover { to: "b".into() });
+    o.command = Some(Command::Handover {
+        to: "b".into(),
+        wait_builds: Duration::ZERO,
+    });
     let d = c.decide(&o);
     assert_eq!(d.role, Role::SteppingDown);
     assert_eq!(d.actions, vec![Action::StopRouting, Action::JenkinsStandby]);
@@ -424,7 +661,10 @@ fn shutdown_releases() {
 fn handover_is_written_and_kept_until_the_target_claims() {
     let mut c = active_core(3, 0);
     let mut o = obs(700, term(3, "a", 0), healthy());
-    o.command = Some(Command::Handover { to: "b".into() });
+    o.command = Some(Command::Handover {
+        to: "b".into(),
+        wait_builds: Duration::ZERO,
+    });
     let d = c.decide(&o);
     assert!(d.actions.contains(&Action::Renew {
         term: 3,
@@ -486,6 +726,7 @@ fn arb_jenkins() -> impl Strategy<Value = JenkinsObs> {
         failures,
         successes,
         reload_failed,
+        ..Default::default()
     })
 }
 
@@ -526,7 +767,7 @@ proptest! {
                     let expired_before = c.valid_until().is_some_and(|u| now >= u);
                     let command = match command {
                         0 => Some(Command::Shutdown),
-                        1 => Some(Command::Handover { to: "b".into() }),
+                        1 => Some(Command::Handover { to: "b".into(), wait_builds: Duration::ZERO }),
                         _ => None,
                     };
                     let o = Observation { now, lease, jenkins, peer: None, paused, command };
@@ -769,6 +1010,7 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
                         failures: nodes[i].failures,
                         successes: nodes[i].successes,
                         reload_failed: false,
+                        ..Default::default()
                     },
                     peer: None,
                     paused: false,
