@@ -4,8 +4,10 @@
 //!   that can serve; 503 elsewhere. HAProxy's `option httpchk` points here.
 //! - `GET /health`: 200 while the decision loop is alive.
 //! - `GET /status`: the cluster as JSON ([`crate::status::ClusterStatus`]).
-//! - `POST /v1/heartbeat`: the peer's heartbeat; needs `Authorization: Bearer <cluster token>`,
-//!   compared in constant time. Without it: 401, and nothing changes.
+//! - `GET /metrics`: Prometheus text.
+//! - `POST /v1/heartbeat`, `POST /failover`, `POST /pause`, `POST /resume`: need
+//!   `Authorization: Bearer <cluster token>`, compared in constant time. Without it: 401, and
+//!   nothing changes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use crate::decide::{Command, Role};
 use crate::node::Shared;
 use crate::peer::{decode_heartbeat, MAX_HEARTBEAT};
 
@@ -107,13 +110,26 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Reply
             let body = serde_json::to_vec_pretty(&s.cluster_status()).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }),
-        "/v1/heartbeat" => {
+        "/metrics" => get_only(|s| {
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                s.render_metrics(),
+            )
+        }),
+        "/v1/heartbeat" | "/failover" | "/pause" | "/resume" => {
             if method != Method::POST {
                 method_not_allowed("POST")
             } else if !authorized(request.headers(), shared.config.cluster_token.expose()) {
+                tracing::warn!("refused an unauthenticated POST {path}");
                 unauthorized()
             } else {
-                heartbeat(&shared, request).await
+                match path.as_str() {
+                    "/v1/heartbeat" => heartbeat(&shared, request).await,
+                    "/failover" => failover(&shared, request).await,
+                    "/pause" => pause(&shared, true).await,
+                    _ => pause(&shared, false).await,
+                }
             }
         }
         _ => text(StatusCode::NOT_FOUND, format!("404 not found: {path}")),
@@ -144,6 +160,227 @@ async fn heartbeat(shared: &Shared, request: Request<Incoming>) -> Reply {
             tracing::warn!("refused a heartbeat: {e}");
             text(StatusCode::BAD_REQUEST, format!("400 bad heartbeat: {e}"))
         }
+    }
+}
+
+/// What `POST /failover` takes.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverRequest {
+    /// The node to make active; default: the node that is not active.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Go ahead although the target looks unhealthy or the active is unreachable (the lease is
+    /// still waited out).
+    #[serde(default)]
+    pub force: bool,
+    /// Wait this long for running builds on the active to end before handing over.
+    #[serde(default)]
+    pub wait_builds_s: f64,
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Reply {
+    reply(status, "application/json", value.to_string())
+}
+
+fn refuse(status: StatusCode, message: String) -> Reply {
+    json(
+        status,
+        serde_json::json!({ "ok": false, "message": message }),
+    )
+}
+
+async fn failover(shared: &Shared, request: Request<Incoming>) -> Reply {
+    let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let req: FailoverRequest = if body.is_empty() {
+        FailoverRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad failover request: {e}"),
+                )
+            }
+        }
+    };
+    if !req.wait_builds_s.is_finite() || req.wait_builds_s < 0.0 || req.wait_builds_s > 86_400.0 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "wait_builds_s must be 0 to 86400".into(),
+        );
+    }
+    let me = shared.config.node.name.clone();
+    let peer = shared.config.peer.name.clone();
+    if let Some(to) = &req.to {
+        if *to != me && *to != peer {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("unknown node {to:?}: this cluster is {me} and {peer}"),
+            );
+        }
+    }
+    let status = shared.cluster_status();
+    let mine = &status.nodes[0];
+    let theirs = &status.nodes[1];
+    let i_hold = mine.role == Role::Active;
+    let target = req
+        .to
+        .clone()
+        .unwrap_or_else(|| if i_hold { peer.clone() } else { me.clone() });
+    if status.active.as_deref() == Some(target.as_str()) {
+        return json(
+            StatusCode::OK,
+            serde_json::json!({ "ok": true, "message": format!("{target} is already active") }),
+        );
+    }
+    let wait_builds = std::time::Duration::from_secs_f64(req.wait_builds_s);
+    if i_hold {
+        // We are the active node: hand over to the peer.
+        if !req.force {
+            if theirs.role == Role::Unreachable {
+                return refuse(
+                    StatusCode::CONFLICT,
+                    format!("refused: {peer} is unreachable (no heartbeat); use --force to hand over anyway"),
+                );
+            }
+            if theirs.reload_failed {
+                return refuse(
+                    StatusCode::CONFLICT,
+                    format!("refused: {peer}'s Jenkins failed its last reload and needs a restart"),
+                );
+            }
+            if !theirs.jenkins_healthy {
+                return refuse(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "refused: {peer}'s Jenkins is {} (not healthy)",
+                        theirs.jenkins
+                    ),
+                );
+            }
+        }
+        tracing::info!("planned switchover to {peer} requested by an operator");
+        shared.command(Command::Handover {
+            to: peer.clone(),
+            wait_builds,
+        });
+        return json(
+            StatusCode::ACCEPTED,
+            serde_json::json!({ "ok": true, "message": format!("handing over to {peer}") }),
+        );
+    }
+    // We are the target.
+    if !req.force && (mine.reload_failed || !mine.jenkins_healthy) {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: my Jenkins is {} (not healthy)",
+                if mine.reload_failed {
+                    "stuck after a failed reload"
+                } else {
+                    &mine.jenkins
+                }
+            ),
+        );
+    }
+    if theirs.role == Role::Active {
+        // The active is reachable: ask it to hand over.
+        return forward_failover(shared, &req, &me).await;
+    }
+    if !req.force {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: the active node {peer} is unreachable; use --force to take over once its lease ({}) runs out",
+                crate::config::show(shared.config.timing.lease_timeout)
+            ),
+        );
+    }
+    tracing::warn!("forced takeover requested by an operator: waiting out {peer}'s lease");
+    shared.command(Command::ForceTakeover);
+    json(
+        StatusCode::ACCEPTED,
+        serde_json::json!({
+            "ok": true,
+            "message": format!(
+                "{peer} is unreachable: waiting out its lease ({}) before {me} takes over; never sooner",
+                crate::config::show(shared.config.timing.lease_timeout)
+            )
+        }),
+    )
+}
+
+/// Passes a failover request on to the active peer.
+async fn forward_failover(shared: &Shared, req: &FailoverRequest, me: &str) -> Reply {
+    let body =
+        serde_json::json!({ "to": me, "force": req.force, "wait_builds_s": req.wait_builds_s });
+    let mut bearer =
+        match HeaderValue::from_str(&format!("Bearer {}", shared.config.cluster_token.expose())) {
+            Ok(v) => v,
+            Err(_) => {
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the cluster token is not a valid header".into(),
+                )
+            }
+        };
+    bearer.set_sensitive(true);
+    let url = format!("{}/failover", shared.config.peer.url);
+    let result = crate::http_client::HttpClient::new()
+        .send(
+            Method::POST,
+            &url,
+            &[
+                (AUTHORIZATION, bearer),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ],
+            Bytes::from(body.to_string()),
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+    match result {
+        Ok(r) => {
+            let mut out = reply(r.status, "application/json", r.body);
+            *out.status_mut() = r.status;
+            out
+        }
+        Err(e) => refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("the active node did not answer: {e}"),
+        ),
+    }
+}
+
+async fn pause(shared: &Shared, paused: bool) -> Reply {
+    let Some(lease) = shared.lease.get().cloned() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "still starting".into());
+    };
+    let by = shared.config.node.name.clone();
+    match lease.call(move |l| l.set_paused(paused, &by)).await {
+        Ok(()) => {
+            tracing::warn!(
+                "{}",
+                if paused {
+                    "cluster PAUSED by an operator: no automatic failover until resumed"
+                } else {
+                    "cluster resumed by an operator: automatic failover is back on"
+                }
+            );
+            shared.wake.notify_one();
+            json(
+                StatusCode::OK,
+                serde_json::json!({ "ok": true, "paused": paused }),
+            )
+        }
+        Err(e) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot write the pause flag: {e}"),
+        ),
     }
 }
 

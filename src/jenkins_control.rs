@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::jenkins::{Health, JenkinsClient, JenkinsError};
 use crate::lease::unix_ms;
+use crate::metrics::Metrics;
 
 /// What the decision wants from the local Jenkins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +96,15 @@ pub struct JenkinsControl {
     fall: u32,
     reload_timeout: Duration,
     restart_command: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 impl JenkinsControl {
-    pub fn new(config: &Config, state: Arc<Mutex<JenkinsState>>) -> Result<Self, JenkinsError> {
+    pub fn new(
+        config: &Config,
+        state: Arc<Mutex<JenkinsState>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, JenkinsError> {
         let token = config
             .jenkins
             .api_token
@@ -129,6 +135,7 @@ impl JenkinsControl {
             fall: config.timing.fall,
             reload_timeout: config.jenkins.reload_timeout,
             restart_command: config.jenkins.restart_command.clone(),
+            metrics,
         })
     }
 
@@ -374,6 +381,7 @@ impl JenkinsControl {
         match result {
             Ok(true) => {
                 tracing::info!("{kind} reload done in {:.1} s", elapsed.as_secs_f64());
+                self.metrics.reload(kind, elapsed.as_secs_f64());
                 self.update(|s| {
                     s.full_reloads += 1;
                     s.last_reload = Some(record("ok"));

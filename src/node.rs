@@ -57,6 +57,9 @@ pub struct Shared {
     /// Wakes the loop for an immediate tick (a peer released its term, an operator command).
     pub wake: Notify,
     pub commands: Mutex<Option<Command>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The lease, for the API's pause and resume (set once the node started).
+    pub lease: std::sync::OnceLock<LeaseIo>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,6 +96,8 @@ impl Shared {
             routing: Arc::new(Mutex::new(RoutingState::default())),
             wake: Notify::new(),
             commands: Mutex::new(None),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            lease: std::sync::OnceLock::new(),
         })
     }
 
@@ -207,6 +212,34 @@ impl Shared {
         }
     }
 
+    /// Sets the state gauges from the current state and renders every metric.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        let me = self.own_status();
+        let local = lock(&self.local).clone();
+        m.set_role(me.role.as_str());
+        m.term.set(me.term.unwrap_or(0) as i64);
+        m.lease_age.set(local.lease.still_s);
+        m.paused.set(i64::from(local.paused));
+        m.jenkins_up.set(i64::from(me.jenkins_healthy));
+        m.jenkins_reload_failed.set(i64::from(me.reload_failed));
+        if let Some(heard) = lock(&self.peer).clone() {
+            m.peer_heartbeat_age.set(heard.at.elapsed().as_secs_f64());
+            if let Some(rtt) = heard.rtt {
+                m.peer_rtt.set(rtt.as_secs_f64());
+            }
+        } else {
+            m.peer_heartbeat_age.set(f64::INFINITY);
+        }
+        m.encode()
+    }
+
+    /// Queues an operator command for the next decision and wakes the loop.
+    pub fn command(&self, command: Command) {
+        *lock(&self.commands) = Some(command);
+        self.wake.notify_one();
+    }
+
     fn mono(&self) -> Duration {
         Instant::now().duration_since(self.start)
     }
@@ -238,8 +271,9 @@ impl Node {
             .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?;
         let deadline = config.timing.interval.max(Duration::from_millis(200));
         let lease = LeaseIo::new(Arc::new(lease), deadline);
+        let _ = shared.lease.set(lease.clone());
 
-        let control = JenkinsControl::new(config, shared.jenkins.clone())
+        let control = JenkinsControl::new(config, shared.jenkins.clone(), shared.metrics.clone())
             .map_err(|e| format!("jenkins.url: {e}"))?;
         let jenkins_client = control.client().clone();
         let (jenkins_goal, jenkins_rx) = watch::channel(JenkinsGoal::Leave);
@@ -258,6 +292,7 @@ impl Node {
             peer: config.peer.name.clone(),
             interval: config.timing.interval,
             state: shared.routing.clone(),
+            metrics: shared.metrics.clone(),
         };
         tokio::spawn(routing.run(route_rx));
 
@@ -295,6 +330,12 @@ impl Node {
     pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
         let interval = self.shared.config.timing.interval;
         let mut next = Instant::now();
+        let watchdog = sd_notify::watchdog_enabled();
+        if let Some(usec) = watchdog {
+            tracing::info!("systemd watchdog on: pinging every tick (WatchdogSec {usec:?})");
+        }
+        let mut ready_sent = false;
+        let mut status_sent = String::new();
         loop {
             let shutdown = tokio::select! {
                 _ = tokio::time::sleep_until(next) => false,
@@ -308,7 +349,26 @@ impl Node {
             let command = lock(&self.shared.commands).take();
             let is_shutdown = command == Some(Command::Shutdown);
             self.tick(command).await;
+            // systemd: ready after the first decision, the reason as STATUS, the watchdog ping from
+            // the loop itself so that a stuck loop gets the process restarted.
+            let reason = lock(&self.shared.local).reason.clone();
+            let mut states = Vec::new();
+            if !ready_sent {
+                states.push(sd_notify::NotifyState::Ready);
+                ready_sent = true;
+            }
+            if reason != status_sent {
+                states.push(sd_notify::NotifyState::Status(&reason));
+            }
+            if watchdog.is_some() {
+                states.push(sd_notify::NotifyState::Watchdog);
+            }
+            if !states.is_empty() {
+                let _ = sd_notify::notify(&states);
+            }
+            status_sent = reason.clone();
             if is_shutdown {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
                 self.finish_shutdown().await;
                 return;
             }
@@ -460,6 +520,9 @@ impl Node {
                     match self.lease.call(move |l| l.claim(&to_write)).await {
                         Ok(true) => {
                             tracing::info!("won term {term}");
+                            self.shared
+                                .metrics
+                                .failover(crate::metrics::claim_reason(&decision.reason));
                             self.core.record(Outcome::Claimed { term: *term, at });
                             self.record = Some(record);
                             claimed = true;

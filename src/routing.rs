@@ -42,6 +42,7 @@ pub struct Routing {
     pub peer: String,
     pub interval: Duration,
     pub state: Arc<Mutex<RoutingState>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Routing {
@@ -95,8 +96,15 @@ impl Routing {
                     }
                     last_errors[i] = error.clone();
                 }
+                let label = crate::metrics::SocketLabel {
+                    socket: r.endpoint.clone(),
+                };
                 if error.is_some() && routing {
                     errors += 1;
+                    self.metrics.haproxy_errors.get_or_create(&label).inc();
+                }
+                if let Ok(o) = &r.outcome {
+                    self.metrics.haproxy_writes.get_or_create(&label).inc_by(o.writes as u64);
                 }
                 let servers = match &r.outcome {
                     Ok(o) => {
