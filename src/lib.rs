@@ -17,3 +17,4 @@ pub mod node;
 pub mod peer;
 pub mod routing;
 pub mod status;
+pub mod watch;
