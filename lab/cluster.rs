@@ -165,10 +165,15 @@ pub struct Spec {
     pub reload_per_item: Duration,
     /// Configure `peer.jenkins_url` so a new active quiets the old Jenkins (fencing).
     pub fence_peer_jenkins: bool,
-    /// Each node's view of JENKINS_HOME: `None` = the shared directory itself.
-    pub mounts: Option<[PathBuf; 2]>,
+    /// Give each node its own bindfs mount of JENKINS_HOME (NFS semantics: no inotify across
+    /// mounts); otherwise both use the directory itself.
+    pub bindfs: bool,
     /// Extra YAML lines appended to both sidecar configs (e.g. a `watch:` section).
     pub extra_config: String,
+    pub reload_timeout: Duration,
+    /// `jenkins.restart_command`, with `{dir}` replaced by the cluster's directory and `{node}`
+    /// by the node's name.
+    pub restart_command: Option<String>,
 }
 
 impl Default for Spec {
@@ -182,8 +187,10 @@ impl Default for Spec {
             reload_base: Duration::from_millis(300),
             reload_per_item: Duration::from_millis(2),
             fence_peer_jenkins: true,
-            mounts: None,
+            bindfs: false,
             extra_config: String::new(),
+            reload_timeout: Duration::from_secs(10),
+            restart_command: None,
         }
     }
 }
@@ -222,6 +229,8 @@ pub struct Cluster {
     pub hosts: [Host; 2],
     pub haproxies: Vec<Haproxy>,
     pub http: HttpClient,
+    /// Dropped after the processes (fields drop after `Drop::drop` ran).
+    pub bind: Option<BindMounts>,
 }
 
 impl Cluster {
@@ -255,10 +264,11 @@ impl Cluster {
         write_secret(&token, CLUSTER_TOKEN);
         let jenkins_token = dir.join("jenkins.token");
         write_secret(&jenkins_token, JENKINS_TOKEN);
-        let mounts = spec
-            .mounts
-            .clone()
-            .unwrap_or_else(|| [home.clone(), home.clone()]);
+        let bind = spec.bindfs.then(|| BindMounts::new(&home, dir));
+        let mounts = match &bind {
+            Some(b) => b.mounts.clone(),
+            None => [home.clone(), home.clone()],
+        };
 
         let api_ports = [free_port(), free_port()];
         let hosts = [0, 1].map(|i| Host {
@@ -291,6 +301,7 @@ impl Cluster {
             hosts,
             haproxies,
             http: HttpClient::new(),
+            bind,
         };
         for k in 0..cluster.haproxies.len() {
             cluster.write_haproxy_cfg(k);
@@ -393,7 +404,7 @@ impl Cluster {
              peer:\n  name: {peer_name}\n  url: http://127.0.0.1:{peer_api}\n{fence}\
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
-             home: {home}\n  reload_timeout: 10s\n\
+             home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
              lease:\n  dir: {shared}/.jenkins-ha\n\
              timing:\n  interval: {interval}ms\n  fall: {fall}\n  lease_timeout: {lease}ms\n\
              haproxy:\n  sockets: [{sockets}]\n  backends: [jenkins_http, jenkins_agent]\n{extra}",
@@ -411,6 +422,14 @@ impl Cluster {
             lease = self.spec.lease_timeout.as_millis(),
             sockets = sockets.join(", "),
             extra = self.spec.extra_config,
+            reload_timeout = self.spec.reload_timeout.as_millis(),
+            restart = match &self.spec.restart_command {
+                Some(cmd) => format!(
+                    "  restart_command: {:?}\n",
+                    cmd.replace("{dir}", &self.dir.display().to_string()).replace("{node}", me.name)
+                ),
+                None => String::new(),
+            },
         );
         fs::write(&me.config, yaml).expect("sidecar config");
     }
@@ -816,6 +835,79 @@ async fn wait_cut(rx: &mut tokio::sync::watch::Receiver<bool>, value: bool) {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Two FUSE (bindfs) mounts of one directory: the NFS stand-in. A write through one mount raises
+/// no inotify event on the other, as on NFS. Unmounted on drop.
+pub struct BindMounts {
+    pub shared: PathBuf,
+    pub mounts: [PathBuf; 2],
+}
+
+impl BindMounts {
+    /// Mounts `shared` at `<dir>/mount-0` and `<dir>/mount-1`. Panics (never skips) when
+    /// bindfs is missing: `scripts/install-deps` installs it.
+    pub fn new(shared: &Path, dir: &Path) -> BindMounts {
+        let shared = shared.to_path_buf();
+        let mounts = [dir.join("mount-0"), dir.join("mount-1")];
+        for m in &mounts {
+            fs::create_dir_all(m).expect("mount point");
+            let out = Command::new("bindfs")
+                .arg("--no-allow-other")
+                .arg(&shared)
+                .arg(m)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("bindfs is not installed ({e}): run scripts/install-deps")
+                });
+            assert!(
+                out.status.success(),
+                "bindfs {} {} failed: {}",
+                shared.display(),
+                m.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        BindMounts { shared, mounts }
+    }
+
+    /// The bindfs process serving mount `i` (to freeze it, like a hung NFS server).
+    pub fn fuse_pid(&self, i: usize) -> Option<Pid> {
+        let out = Command::new("pgrep")
+            .arg("-f")
+            .arg(format!("bindfs.*{}$", self.mounts[i].display()))
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+            .map(Pid::from_raw)
+    }
+}
+
+impl Drop for BindMounts {
+    fn drop(&mut self) {
+        for m in &self.mounts {
+            let unmounted = Command::new("fusermount")
+                .arg("-u")
+                .arg("-z")
+                .arg(m)
+                .status()
+                .is_ok_and(|s| s.success())
+                || Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(m)
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !unmounted {
+                let _ = Command::new("umount").arg("-l").arg(m).status();
+            }
+        }
     }
 }
 

@@ -593,11 +593,12 @@ impl Core {
                 jenkins_failure(j, p.timing.fall)
             ));
         } else if jenkins_failed {
-            reason.push_str(&format!(
-                "; {}, but {} reports its Jenkins down too",
+            reason = format!(
+                "holding term {} but NOT SERVING: {} and {} reports its Jenkins down too; NO ACTIVE NODE until one recovers",
+                held.term,
                 jenkins_failure(j, p.timing.fall),
                 p.peer
-            ));
+            );
         } else if obs.paused {
             reason.push_str(" (paused)");
         }
@@ -789,6 +790,16 @@ impl Core {
                     );
                 }
                 if let Some(why) = blocker() {
+                    let holder_down = view.holder == p.peer
+                        && obs.peer.is_some_and(|peer| {
+                            peer.age <= p.timing.lease_timeout && !peer.jenkins_healthy
+                        });
+                    if holder_down {
+                        return standby(format!(
+                            "standby: NO ACTIVE NODE: {} holds term {} but its Jenkins is down, and I cannot take over because {why}",
+                            view.holder, view.term
+                        ));
+                    }
                     reason.push_str(&format!(" ({why})"));
                 }
                 standby(reason)

@@ -20,6 +20,22 @@ use crate::config::Config;
 use crate::jenkins::{Health, JenkinsClient, JenkinsError};
 use crate::lease::unix_ms;
 use crate::metrics::Metrics;
+use crate::watch::{BatchConfig, HomeWatch, ReloadPlan};
+
+/// What the JENKINS_HOME watcher needs.
+pub struct WatchSetup {
+    pub home: std::path::PathBuf,
+    pub lease_dir: std::path::PathBuf,
+    pub config: crate::config::WatchConfig,
+}
+
+/// The next plan of the watcher, or never when there is none.
+async fn next_plan(watch: &mut Option<HomeWatch>) -> Result<ReloadPlan, crate::watch::WatchError> {
+    match watch {
+        Some(w) => w.next_plan().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What the decision wants from the local Jenkins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +65,7 @@ pub enum ReloadEnd {
 }
 
 /// A finished reload, for `status`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReloadRecord {
     pub kind: String,
     pub at_unix_ms: u64,
@@ -78,6 +94,25 @@ pub struct JenkinsState {
     pub full_reloads: u64,
     pub item_reloads: u64,
     pub last_reload: Option<ReloadRecord>,
+    /// The JENKINS_HOME watcher, once started.
+    pub watch: Option<WatchState>,
+}
+
+/// The JENKINS_HOME watcher as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchState {
+    /// `poll` or `inotify`.
+    pub mode: String,
+    /// Why that mode.
+    pub reason: String,
+    pub items: usize,
+    /// Changes waiting in the batch.
+    pub pending: bool,
+    /// The last reload plan, as a sentence, and what became of it.
+    pub last_plan: Option<String>,
+    pub last_scan_ms: Option<f64>,
+    pub files_statted: Option<usize>,
+    pub error: Option<String>,
 }
 
 impl JenkinsState {
@@ -152,16 +187,177 @@ impl JenkinsControl {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Runs until the goal channel closes.
-    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>) {
+    /// Runs until the goal channel closes. With `watch`, it also watches JENKINS_HOME and
+    /// reloads the standby's Jenkins when its configuration changes on disk.
+    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+        let (started_tx, mut started_rx) = tokio::sync::oneshot::channel();
+        let mut home_watch: Option<HomeWatch> = None;
+        let mut watch_starting = false;
+        if let Some(setup) = watch {
+            watch_starting = true;
+            // The baseline scan can take a while (or hang with the storage): not on this loop.
+            tokio::spawn(async move {
+                let result = HomeWatch::start(
+                    &setup.home,
+                    &setup.lease_dir,
+                    &setup.config,
+                    BatchConfig::new(setup.config.debounce),
+                )
+                .await;
+                let _ = started_tx.send(result);
+            });
+        }
+        let mut last_scan: Option<crate::watch::ScanStats> = None;
         loop {
             let current = goal.borrow_and_update().clone();
             self.check(&current, &mut goal).await;
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.interval) => {}
+                started = &mut started_rx, if watch_starting => {
+                    watch_starting = false;
+                    match started {
+                        Ok(Ok(w)) => {
+                            tracing::info!("watching JENKINS_HOME: {}", w.reason());
+                            self.metrics
+                                .watch_mode
+                                .get_or_create(&crate::metrics::ModeLabel { mode: w.mode().to_string() })
+                                .set(1);
+                            home_watch = Some(w);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!("the JENKINS_HOME watcher did not start: {e}; the standby will not follow config changes");
+                            self.update(|s| s.watch = Some(WatchState { error: Some(e.to_string()), ..Default::default() }));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                plan = next_plan(&mut home_watch) => {
+                    let current = goal.borrow().clone();
+                    match plan {
+                        Ok(plan) => self.follow(plan, &current, &mut goal, home_watch.as_mut()).await,
+                        Err(e) => {
+                            tracing::warn!("JENKINS_HOME scan failed: {e}");
+                            self.update(|s| {
+                                if let Some(w) = s.watch.as_mut() {
+                                    w.error = Some(e.to_string());
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(w) = &home_watch {
+                let stats = w.last_stats();
+                if stats != last_scan {
+                    if let Some(st) = stats {
+                        self.metrics
+                            .watch_scan_seconds
+                            .observe(st.duration.as_secs_f64());
+                    }
+                    last_scan = stats;
+                }
+                self.update(|s| {
+                    let last_plan = s.watch.as_ref().and_then(|x| x.last_plan.clone());
+                    s.watch = Some(WatchState {
+                        mode: w.mode().to_string(),
+                        reason: w.reason().to_string(),
+                        items: w.items(),
+                        pending: w.pending(),
+                        last_plan,
+                        last_scan_ms: stats.map(|st| st.duration.as_secs_f64() * 1000.0),
+                        files_statted: stats.map(|st| st.files_statted),
+                        error: w.problems().first().cloned(),
+                    });
+                });
             }
         }
+    }
+
+    /// Carries out a reload plan on a standby; the active wrote those changes itself.
+    async fn follow(
+        &self,
+        plan: ReloadPlan,
+        goal: &JenkinsGoal,
+        goal_rx: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: Option<&mut HomeWatch>,
+    ) {
+        let note = |what: String| {
+            self.update(|s| {
+                if let Some(w) = s.watch.as_mut() {
+                    w.last_plan = Some(what);
+                }
+            })
+        };
+        match goal {
+            JenkinsGoal::Active { .. } => {
+                tracing::debug!(
+                    "config changed on disk ({plan}); as the active node, our Jenkins wrote it"
+                );
+                note(format!("ignored (active): {plan}"));
+                return;
+            }
+            JenkinsGoal::Leave => {
+                tracing::info!("config changed on disk while starting ({plan}); not reloading yet");
+                note(format!("ignored (starting): {plan}"));
+                return;
+            }
+            JenkinsGoal::Standby {
+                prepare: Some(term),
+            } => {
+                // A switchover prepares us with a full reload: make sure it sees these changes too.
+                if self.snapshot().prepared_for == Some(*term) {
+                    tracing::info!(
+                        "config changed after the switchover reload ({plan}); reloading again"
+                    );
+                    self.update(|s| s.prepared_for = None);
+                }
+                note(format!("folded into the switchover reload: {plan}"));
+                return;
+            }
+            JenkinsGoal::Standby { prepare: None } => {}
+        }
+        if self.snapshot().reload_failed {
+            note(format!("not applied, Jenkins needs a restart: {plan}"));
+            return;
+        }
+        tracing::info!("standby follows JENKINS_HOME: {plan}");
+        // Quiet-down first: a reload must never give a standby the chance to start builds.
+        self.ensure_quiet(true, None).await;
+        if plan.full && self.full_reload("full", goal_rx).await != ReloadEnd::Done {
+            note(format!("full reload did not finish: {plan}"));
+            return;
+        }
+        let mut not_loaded = Vec::new();
+        for item in &plan.items {
+            let started = std::time::Instant::now();
+            match self.client.reload_item(item).await {
+                Ok(()) => {
+                    let took = started.elapsed();
+                    self.metrics.reload("item", took.as_secs_f64());
+                    self.update(|s| {
+                        s.item_reloads += 1;
+                        s.last_reload = Some(ReloadRecord {
+                            kind: format!("item {item}"),
+                            at_unix_ms: unix_ms(),
+                            duration_ms: took.as_millis() as u64,
+                            result: "ok".into(),
+                        });
+                    });
+                }
+                Err(JenkinsError::ItemNotLoaded { .. }) => not_loaded.push(item.clone()),
+                Err(e) => tracing::warn!("reload of {item} failed: {e}"),
+            }
+        }
+        if let Some(w) = home_watch {
+            for item in &not_loaded {
+                tracing::info!(
+                    "{item} is not loaded in Jenkins yet: a full reload will pick it up"
+                );
+                w.item_not_loaded(item);
+            }
+        }
+        note(format!("applied: {plan}"));
     }
 
     /// One probe, then whatever the goal needs.

@@ -138,6 +138,7 @@ impl Shared {
             jenkins_healthy: !jenkins.reload_failed
                 && jenkins.failures == 0
                 && jenkins.health == "up",
+            serving: role == Role::Active && jenkins.serving(),
             reload_failed: jenkins.reload_failed,
             quieting_down: jenkins.quieting_down,
             haproxy: if routing.me.is_empty() {
@@ -150,6 +151,12 @@ impl Shared {
             handover_to: local.handover_to.clone(),
             last_heard_s: None,
             rtt_ms: None,
+            watch: jenkins.watch.clone(),
+            reloads: crate::status::Reloads {
+                full: jenkins.full_reloads,
+                item: jenkins.item_reloads,
+                last: jenkins.last_reload.clone(),
+            },
         }
     }
 
@@ -191,17 +198,19 @@ impl Shared {
         let peer = self.peer_status();
         let local = lock(&self.local).clone();
         let lease = local.lease.clone();
-        // The active node: the holder of the current term while it keeps renewing it.
+        // The active node: the one that would answer /active with 200 (it holds the current term,
+        // keeps renewing it, and its Jenkins can serve).
         let fresh = lease.still_s < self.config.timing.lease_timeout.as_secs_f64();
-        let active = match (&lease.holder, lease.released, fresh) {
-            (Some(holder), false, true) if *holder == me.name && me.role == Role::Active => {
-                Some(holder.clone())
-            }
-            (Some(holder), false, true) if *holder == peer.name && lease.error.is_none() => {
-                Some(holder.clone())
-            }
-            _ => None,
-        };
+        let active = [&me, &peer]
+            .into_iter()
+            .find(|n| {
+                n.role == Role::Active
+                    && n.serving
+                    && lease.holder.as_deref() == Some(n.name.as_str())
+                    && !lease.released
+                    && fresh
+            })
+            .map(|n| n.name.clone());
         ClusterStatus {
             active,
             reporter: me.name.clone(),
@@ -277,7 +286,12 @@ impl Node {
             .map_err(|e| format!("jenkins.url: {e}"))?;
         let jenkins_client = control.client().clone();
         let (jenkins_goal, jenkins_rx) = watch::channel(JenkinsGoal::Leave);
-        tokio::spawn(control.run(jenkins_rx));
+        let setup = crate::jenkins_control::WatchSetup {
+            home: config.jenkins.home.clone(),
+            lease_dir: config.lease_dir.clone(),
+            config: config.watch.clone(),
+        };
+        tokio::spawn(control.run(jenkins_rx, Some(setup)));
 
         let (route_goal, route_rx) = watch::channel(RouteGoal::Observe);
         let routing = Routing {

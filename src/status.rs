@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decide::Role;
+use crate::jenkins_control::{ReloadRecord, WatchState};
 
 /// What one node says about itself. Sent as the heartbeat body and shown in `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,10 @@ pub struct NodeStatus {
     /// Whether this node's Jenkins passes its health checks and could be promoted.
     #[serde(default)]
     pub jenkins_healthy: bool,
+    /// Whether this node answers `GET /active` with 200: it holds the term with a valid lease and
+    /// its Jenkins can serve.
+    #[serde(default)]
+    pub serving: bool,
     /// A full reload never finished: this Jenkins needs a restart and is never promoted.
     #[serde(default)]
     pub reload_failed: bool,
@@ -41,6 +46,20 @@ pub struct NodeStatus {
     /// Round-trip time of the last heartbeat, milliseconds (only for the peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// The JENKINS_HOME watcher.
+    #[serde(default)]
+    pub watch: Option<WatchState>,
+    /// Reloads of this node's Jenkins.
+    #[serde(default)]
+    pub reloads: Reloads,
+}
+
+/// Reload counts and the last reload of one node's Jenkins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reloads {
+    pub full: u64,
+    pub item: u64,
+    pub last: Option<ReloadRecord>,
 }
 
 impl NodeStatus {
@@ -52,6 +71,7 @@ impl NodeStatus {
             term: None,
             jenkins: "unknown".into(),
             jenkins_healthy: false,
+            serving: false,
             reload_failed: false,
             quieting_down: None,
             haproxy: "unknown".into(),
@@ -60,6 +80,8 @@ impl NodeStatus {
             handover_to: None,
             last_heard_s: None,
             rtt_ms: None,
+            watch: None,
+            reloads: Reloads::default(),
         }
     }
 }
@@ -168,6 +190,31 @@ pub fn render_table(status: &ClusterStatus) -> String {
     out.push_str(&line(&headers.map(String::from)));
     for row in &rows {
         out.push_str(&line(row));
+    }
+    for n in &status.nodes {
+        if let Some(w) = &n.watch {
+            let mut line = format!("{}: watching JENKINS_HOME by {}", n.name, w.mode);
+            if w.pending {
+                line.push_str(", changes pending");
+            }
+            line.push_str(&format!(", {} items", w.items));
+            if let Some(ms) = w.last_scan_ms {
+                line.push_str(&format!(", last scan {ms:.1} ms"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if let Some(last) = &n.reloads.last {
+            out.push_str(&format!(
+                "{}: reloads {} full, {} item; last: {} took {:.1} s, {}\n",
+                n.name,
+                n.reloads.full,
+                n.reloads.item,
+                last.kind,
+                last.duration_ms as f64 / 1000.0,
+                last.result
+            ));
+        }
     }
     for socket in &status.haproxy {
         if let Some(e) = &socket.error {

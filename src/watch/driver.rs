@@ -157,6 +157,11 @@ impl HomeWatch {
         self.last_stats
     }
 
+    /// Whether changes wait in the batch (debounce, or the full-reload gap).
+    pub fn pending(&self) -> bool {
+        self.batcher.is_pending()
+    }
+
     /// What the last scan could not read.
     pub fn problems(&self) -> &[String] {
         &self.problems
