@@ -331,7 +331,7 @@ impl Cluster {
              load-server-state-from-file global\n\n\
              frontend jenkins\n    bind 127.0.0.1:{front}\n    default_backend jenkins_http\n\n\
              backend jenkins_http\n    option httpchk GET /active\n    http-check expect status 200\n    \
-             default-server inter {inter}ms fastinter {fast}ms downinter {inter}ms rise 1 fall 2 on-marked-down shutdown-sessions\n",
+             default-server inter {inter}ms fastinter {fast}ms downinter {inter}ms rise 1 fall 2\n",
             sock = h.socket.display(),
             state = h.state_file.display(),
             front = h.front_port,
@@ -488,6 +488,11 @@ impl Cluster {
     }
 
     pub fn start_sidecar(&mut self, i: usize) {
+        self.start_sidecar_env(i, &[]);
+    }
+
+    /// Starts host `i`'s sidecar with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_sidecar_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let host = &self.hosts[i];
         let args = vec![
             "run".to_string(),
@@ -500,7 +505,7 @@ impl Cluster {
             &binaries().join("jenkins-ha"),
             &args,
             &log,
-            &[("JENKINS_HA_LOG", "info")],
+            &[&[("JENKINS_HA_LOG", "info")], env].concat(),
         );
         self.hosts[i].sidecar = Some(proc);
     }
@@ -509,6 +514,22 @@ impl Cluster {
         if let Some(mut p) = self.hosts[i].sidecar.take() {
             p.kill9();
         }
+    }
+
+    /// Runs a `jenkins-ha` subcommand with host `i`'s config; returns (exit code, stdout, stderr).
+    pub fn cli(&self, i: usize, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(binaries().join("jenkins-ha"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.hosts[i].config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run jenkins-ha");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn sidecar(&mut self, i: usize) -> &mut Proc {

@@ -39,6 +39,35 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Planned switchover to the peer (or NODE). Exits 0 once the target is active and every
+    /// HAProxy routes to it.
+    Failover {
+        /// The node to make active (default: the one that is not active).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// Go ahead although the target looks unhealthy or the active is unreachable. The
+        /// active's lease is still waited out: force never risks two actives.
+        #[arg(long)]
+        force: bool,
+        /// Quiet the active Jenkins and wait up to this long for its running builds to end
+        /// before handing over (e.g. 10m).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait_builds: Option<Duration>,
+    },
+    /// Maintenance mode: no automatic failover or step-down until `resume` (the lease is still
+    /// held and renewed; a planned `failover` still works).
+    Pause,
+    /// End maintenance mode.
+    Resume,
+    /// The past terms from the term files on the shared storage: term, node, times, reasons.
+    History {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// How many terms, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -54,6 +83,14 @@ pub fn main() -> ExitCode {
         Cmd::Run => run(&cli.config),
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::Status { json } => status(&cli.config, json),
+        Cmd::Failover {
+            to,
+            force,
+            wait_builds,
+        } => failover(&cli.config, to, force, wait_builds.unwrap_or_default()),
+        Cmd::Pause => pause(&cli.config, true),
+        Cmd::Resume => pause(&cli.config, false),
+        Cmd::History { json, limit } => history(&cli.config, json, limit),
     }
 }
 
@@ -260,6 +297,76 @@ fn status(path: &std::path::Path, json: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("jenkins-ha: the local sidecar sent a status this version cannot read: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn failover(
+    path: &std::path::Path,
+    to: Option<String>,
+    force: bool,
+    wait_builds: Duration,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = runtime().block_on(crate::ops::failover(
+        &config,
+        to,
+        force,
+        wait_builds,
+        &mut |line| println!("{line}"),
+    ));
+    match result {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jenkins-ha: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn pause(path: &std::path::Path, paused: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match runtime().block_on(crate::ops::set_paused(&config, paused)) {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jenkins-ha: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn history(path: &std::path::Path, json: bool, limit: usize) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match crate::ops::history(&config, limit) {
+        Ok(rows) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(rows) => {
+            print!("{}", crate::ops::render_history(&rows));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jenkins-ha: {e}");
             ExitCode::from(1)
         }
     }

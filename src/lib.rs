@@ -14,6 +14,7 @@ pub mod jenkins_control;
 pub mod lease;
 pub mod metrics;
 pub mod node;
+pub mod ops;
 pub mod peer;
 pub mod routing;
 pub mod status;

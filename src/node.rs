@@ -540,6 +540,8 @@ impl Node {
                             self.core.record(Outcome::Claimed { term: *term, at });
                             self.record = Some(record);
                             claimed = true;
+                            // Tell the peer at once: an old holder stops routing at its next tick.
+                            self.peer_now.notify_one();
                         }
                         Ok(false) => {
                             tracing::info!(
