@@ -72,3 +72,195 @@ fn systemd_unit_orders_after_the_mount_and_is_hardened() {
         assert!(unit.contains(needed), "the unit lacks {needed:?}");
     }
 }
+
+/// The example config the package installs as /etc/jenkins-ha/config.yaml, with its paths moved
+/// under `root` (where [`example_config_root`] created the token files and JENKINS_HOME it names).
+fn example_config(root: &std::path::Path, text: &str) -> String {
+    text.replace(
+        "/etc/jenkins-ha/",
+        &format!("{}/etc/jenkins-ha/", root.display()),
+    )
+    .replace(
+        "/var/lib/jenkins",
+        &format!("{}/var/lib/jenkins", root.display()),
+    )
+}
+
+fn example_config_root() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc/jenkins-ha");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(dir.path().join("var/lib/jenkins")).unwrap();
+    for token in ["cluster.token", "jenkins.token"] {
+        let path = etc.join(token);
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    dir
+}
+
+/// `#key: value` lines (a "#" right before the key) are settings left commented out; `# text`
+/// lines are explanations.
+fn uncomment_settings(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            match trimmed.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => {
+                    format!("{}{rest}\n", &line[..line.len() - trimmed.len()])
+                }
+                _ => format!("{line}\n"),
+            }
+        })
+        .collect()
+}
+
+/// Only the keys without a default, which the config cannot do without.
+fn required_keys_only(text: &str) -> String {
+    const REQUIRED: &[&str] = &[
+        "node.name",
+        "peer.name",
+        "peer.url",
+        "auth.token_file",
+        "jenkins.url",
+        "jenkins.home",
+        "haproxy.sockets",
+    ];
+    let mut out = String::new();
+    let mut section = String::new();
+    let mut header_written = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let key = line.trim_start().split(':').next().unwrap();
+        if !line.starts_with(' ') {
+            section = key.to_string();
+            header_written = false;
+        } else if REQUIRED.contains(&format!("{section}.{key}").as_str()) {
+            if !header_written {
+                out.push_str(&format!("{section}:\n"));
+                header_written = true;
+            }
+            out.push_str(&format!("{line}\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn packaged_example_config_parses_and_states_the_real_defaults() {
+    use jenkins_ha::config::Config;
+    let root = example_config_root();
+    let path = root.path().join("etc/jenkins-ha/config.yaml");
+    let shipped = repo_file("packaging/config.yaml");
+    let text = example_config(root.path(), &shipped);
+
+    let example = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(example.node.name, "jenkins01");
+    assert_eq!(example.peer.name, "jenkins02");
+    assert_eq!(example.cluster_token.expose(), "s3cret");
+    assert!(example.jenkins.api_token.is_some());
+    assert!(example.warnings.is_empty(), "{:?}", example.warnings);
+
+    // Every value the example sets for a key with a default is that default.
+    let minimal_text = required_keys_only(&text);
+    let minimal =
+        Config::parse(&path, &minimal_text).unwrap_or_else(|e| panic!("{e}\n{minimal_text}"));
+    assert_eq!(example.node.listen, minimal.node.listen, "node.listen");
+    assert_eq!(example.timing, minimal.timing, "timing");
+    assert_eq!(example.watch.mode, minimal.watch.mode, "watch.mode");
+    assert_eq!(
+        example.watch.poll_interval, minimal.watch.poll_interval,
+        "watch.poll_interval"
+    );
+    assert_eq!(
+        example.watch.debounce, minimal.watch.debounce,
+        "watch.debounce"
+    );
+    assert_eq!(
+        example.haproxy.backends, minimal.haproxy.backends,
+        "haproxy.backends"
+    );
+    assert_eq!(
+        example.haproxy.timeout, minimal.haproxy.timeout,
+        "haproxy.timeout"
+    );
+    assert_eq!(
+        example.jenkins.reload_timeout, minimal.jenkins.reload_timeout,
+        "jenkins.reload_timeout"
+    );
+
+    // The settings left commented out parse too, and where the comment gives a derived default
+    // (jenkins.timeout, lease.dir), the example value is what the default works out to here.
+    let all = uncomment_settings(&text);
+    assert_ne!(
+        all, text,
+        "the example has settings commented out as #key: value"
+    );
+    let uncommented = Config::parse(&path, &all).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        uncommented.jenkins.timeout, minimal.jenkins.timeout,
+        "jenkins.timeout"
+    );
+    assert_eq!(uncommented.lease_dir, minimal.lease_dir, "lease.dir");
+    assert_eq!(
+        uncommented.lease_dir,
+        root.path().join("var/lib/jenkins/.jenkins-ha"),
+        "lease.dir matches the unit's ReadWritePaths"
+    );
+    assert!(uncommented.jenkins.restart_command.is_some());
+}
+
+/// Every key the schema accepts is in the example. The schema itself says which keys it accepts:
+/// an unknown key is refused with "expected one of ...".
+#[test]
+fn packaged_example_config_names_every_key_of_the_schema() {
+    use jenkins_ha::config::{locate, Config};
+    let root = example_config_root();
+    let path = root.path().join("etc/jenkins-ha/config.yaml");
+    let text = uncomment_settings(&example_config(
+        root.path(),
+        &repo_file("packaging/config.yaml"),
+    ));
+    let sections: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '#']) && l.ends_with(':'))
+        .map(|l| l.trim_end_matches(':').to_string())
+        .collect();
+    let expected_keys = |text: &str| -> Vec<String> {
+        let e = Config::parse(&path, text).expect_err("an unknown key is refused");
+        let list = e
+            .message
+            .split_once("(expected ")
+            .unwrap_or_else(|| panic!("{e}"))
+            .1
+            .trim_end_matches(')')
+            .trim_start_matches("one of ");
+        // serde: "`a`", "`a` or `b`", "one of `a`, `b`, `c`" (the backticks already gone).
+        list.split(", ")
+            .flat_map(|k| k.split(" or "))
+            .map(str::to_string)
+            .collect()
+    };
+    let top = expected_keys(&format!("not_a_key: 1\n{text}"));
+    assert_eq!(
+        top, sections,
+        "the example has every section, in the schema's order"
+    );
+    for section in &sections {
+        let probe = text.replacen(
+            &format!("\n{section}:\n"),
+            &format!("\n{section}:\n  not_a_key: 1\n"),
+            1,
+        );
+        for key in expected_keys(&probe) {
+            let dotted = format!("{section}.{key}");
+            assert!(
+                locate(&text, &dotted).is_some(),
+                "packaging/config.yaml lacks {dotted}"
+            );
+        }
+    }
+}
