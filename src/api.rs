@@ -120,7 +120,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Reply
         "/v1/heartbeat" | "/failover" | "/pause" | "/resume" => {
             if method != Method::POST {
                 method_not_allowed("POST")
-            } else if !authorized(request.headers(), shared.config.cluster_token.expose()) {
+            } else if !authorized(
+                request.headers(),
+                crate::node::live(&shared.live).cluster_token.expose(),
+            ) {
                 tracing::warn!("refused an unauthenticated POST {path}");
                 unauthorized()
             } else {
@@ -319,16 +322,18 @@ async fn failover(shared: &Shared, request: Request<Incoming>) -> Reply {
 async fn forward_failover(shared: &Shared, req: &FailoverRequest, me: &str) -> Reply {
     let body =
         serde_json::json!({ "to": me, "force": req.force, "wait_builds_s": req.wait_builds_s });
-    let mut bearer =
-        match HeaderValue::from_str(&format!("Bearer {}", shared.config.cluster_token.expose())) {
-            Ok(v) => v,
-            Err(_) => {
-                return refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the cluster token is not a valid header".into(),
-                )
-            }
-        };
+    let mut bearer = match HeaderValue::from_str(&format!(
+        "Bearer {}",
+        crate::node::live(&shared.live).cluster_token.expose()
+    )) {
+        Ok(v) => v,
+        Err(_) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the cluster token is not a valid header".into(),
+            )
+        }
+    };
     bearer.set_sensitive(true);
     let url = format!("{}/failover", shared.config.peer.url);
     let result = crate::http_client::HttpClient::new()

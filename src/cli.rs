@@ -53,8 +53,14 @@ pub enum Cmd {
     /// peer. It logs to stderr (the journal under systemd), filtered by $JENKINS_HA_LOG.
     /// SIGTERM or SIGINT stops it cleanly: an active node releases its term so that the peer
     /// takes over at once, and it exits 0. It exits 1 if it cannot start, for example when
-    /// node.listen cannot be bound.
-    Run,
+    /// node.listen cannot be bound. SIGHUP re-reads the config and applies what can change
+    /// safely (the cluster token, HAProxy sockets, backends and timeout, jenkins.restart_command
+    /// and jenkins.reload_timeout), logging which changes need a restart instead.
+    Run {
+        /// Log format: `text` (default) or `json` (one JSON object per line, for log shippers).
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
     /// Validate the config and the files it names; warn about unreachable sockets and Jenkins.
     ///
     /// Exits 2 with one line naming the file, the line and the field when the config is invalid,
@@ -129,7 +135,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run => run(&cli.config),
+        Cmd::Run { log_format } => run(&cli.config, log_format == "json"),
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::Status { json } => status(&cli.config, json),
         Cmd::Failover {
@@ -157,22 +163,26 @@ fn runtime() -> tokio::runtime::Runtime {
         })
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JENKINS_HA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, json_logs: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging();
+    init_logging(json_logs);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -208,13 +218,28 @@ fn run(path: &std::path::Path) -> ExitCode {
         match signal_hook_tokio::Signals::new([
             signal_hook::consts::SIGTERM,
             signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
         ]) {
             Ok(mut signals) => {
+                let shared = shared.clone();
+                let path = path.to_path_buf();
                 tokio::spawn(async move {
                     use futures_util::StreamExt;
-                    if let Some(sig) = signals.next().await {
+                    while let Some(sig) = signals.next().await {
+                        if sig == signal_hook::consts::SIGHUP {
+                            match Config::load(&path) {
+                                Ok(new) => {
+                                    shared.reload_config(&new);
+                                }
+                                Err(e) => tracing::error!(
+                                    "SIGHUP: config not reloaded, keeping the running one: {e}"
+                                ),
+                            }
+                            continue;
+                        }
                         tracing::info!("signal {sig} received: stopping cleanly");
                         let _ = stop_tx.send(());
+                        return;
                     }
                 });
             }

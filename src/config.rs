@@ -282,7 +282,7 @@ pub struct WatchConfig {
     pub debounce: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaproxyConfig {
     pub sockets: Vec<Endpoint>,
     pub backends: Vec<String>,

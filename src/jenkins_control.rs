@@ -129,8 +129,8 @@ pub struct JenkinsControl {
     state: Arc<Mutex<JenkinsState>>,
     interval: Duration,
     fall: u32,
-    reload_timeout: Duration,
-    restart_command: Option<String>,
+    /// `jenkins.reload_timeout` and `jenkins.restart_command` come from here: SIGHUP may change them.
+    live: Arc<Mutex<crate::node::Reloadable>>,
     metrics: Arc<Metrics>,
 }
 
@@ -139,6 +139,7 @@ impl JenkinsControl {
         config: &Config,
         state: Arc<Mutex<JenkinsState>>,
         metrics: Arc<Metrics>,
+        live: Arc<Mutex<crate::node::Reloadable>>,
     ) -> Result<Self, JenkinsError> {
         let token = config
             .jenkins
@@ -168,8 +169,7 @@ impl JenkinsControl {
             state,
             interval: config.timing.interval,
             fall: config.timing.fall,
-            reload_timeout: config.jenkins.reload_timeout,
-            restart_command: config.jenkins.restart_command.clone(),
+            live,
             metrics,
         })
     }
@@ -641,7 +641,7 @@ impl JenkinsControl {
                     }
                 }
             }
-            if started.elapsed() >= self.reload_timeout {
+            if started.elapsed() >= crate::node::live(&self.live).reload_timeout {
                 return Err(JenkinsError::ReloadFailed {
                     waited: started.elapsed(),
                 });
@@ -652,7 +652,8 @@ impl JenkinsControl {
 
     /// Runs `jenkins.restart_command` after a failed reload.
     pub async fn run_restart_command(&self) {
-        let Some(cmd) = &self.restart_command else {
+        let restart_command = crate::node::live(&self.live).restart_command;
+        let Some(cmd) = &restart_command else {
             tracing::warn!("no jenkins.restart_command is set: restart Jenkins by hand");
             return;
         };

@@ -16,12 +16,37 @@ use crate::config::Config;
 use crate::decide::{
     Action, Command, Core, Decision, JenkinsObs, Observation, Outcome, Params, PeerObs, Role,
 };
-use crate::haproxy::HaproxyClient;
 use crate::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState};
 use crate::lease::{FileLease, LeaseIo, LeaseSnapshot, TermFile, TermRecord};
 use crate::peer::PeerLink;
 use crate::routing::{RouteGoal, Routing, RoutingState};
 use crate::status::{ClusterStatus, LeaseStatus, NodeStatus};
+
+/// The settings that SIGHUP can change while the daemon runs. Everything else (names, addresses,
+/// the lease, timing, the watcher) needs a restart: changing it under a running lease is not safe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reloadable {
+    pub cluster_token: crate::config::Secret,
+    pub haproxy: crate::config::HaproxyConfig,
+    pub restart_command: Option<String>,
+    pub reload_timeout: Duration,
+}
+
+impl Reloadable {
+    pub fn of(config: &Config) -> Self {
+        Reloadable {
+            cluster_token: config.cluster_token.clone(),
+            haproxy: config.haproxy.clone(),
+            restart_command: config.jenkins.restart_command.clone(),
+            reload_timeout: config.jenkins.reload_timeout,
+        }
+    }
+}
+
+/// What the loop and the API share about the reloadable settings.
+pub fn live(shared: &Mutex<Reloadable>) -> Reloadable {
+    lock(shared).clone()
+}
 
 /// What this node last decided, for the API.
 #[derive(Debug, Clone)]
@@ -58,6 +83,8 @@ pub struct Shared {
     pub wake: Notify,
     pub commands: Mutex<Option<Command>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The settings SIGHUP can change while running.
+    pub live: Arc<Mutex<Reloadable>>,
     /// The lease, for the API's pause and resume (set once the node started).
     pub lease: std::sync::OnceLock<LeaseIo>,
 }
@@ -68,6 +95,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     pub fn new(config: Config) -> Arc<Self> {
+        let config_for_live = config.clone();
         let now = Instant::now();
         Arc::new(Shared {
             config,
@@ -97,6 +125,7 @@ impl Shared {
             wake: Notify::new(),
             commands: Mutex::new(None),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            live: Arc::new(Mutex::new(Reloadable::of(&config_for_live))),
             lease: std::sync::OnceLock::new(),
         })
     }
@@ -243,6 +272,78 @@ impl Shared {
         m.encode()
     }
 
+    /// SIGHUP: applies what can change safely from a freshly loaded config, and says which
+    /// changes need a restart. Returns the lines it logged.
+    pub fn reload_config(&self, new: &Config) -> Vec<String> {
+        let old = &self.config;
+        let mut lines = Vec::new();
+        let fresh = Reloadable::of(new);
+        {
+            let mut live = lock(&self.live);
+            if live.cluster_token != fresh.cluster_token {
+                lines.push("applied: auth.token_file (new cluster token)".to_string());
+            }
+            if live.haproxy.sockets != fresh.haproxy.sockets {
+                lines.push("applied: haproxy.sockets".to_string());
+            }
+            if live.haproxy.backends != fresh.haproxy.backends {
+                lines.push("applied: haproxy.backends".to_string());
+            }
+            if live.haproxy.timeout != fresh.haproxy.timeout {
+                lines.push("applied: haproxy.timeout".to_string());
+            }
+            if live.restart_command != fresh.restart_command {
+                lines.push("applied: jenkins.restart_command".to_string());
+            }
+            if live.reload_timeout != fresh.reload_timeout {
+                lines.push("applied: jenkins.reload_timeout".to_string());
+            }
+            *live = fresh;
+        }
+        let restart = |field: &str, changed: bool, lines: &mut Vec<String>| {
+            if changed {
+                lines.push(format!("not applied, needs a restart: {field}"));
+            }
+        };
+        restart(
+            "node",
+            old.node.name != new.node.name || old.node.listen != new.node.listen,
+            &mut lines,
+        );
+        restart(
+            "peer",
+            old.peer.name != new.peer.name
+                || old.peer.url != new.peer.url
+                || old.peer.jenkins_url != new.peer.jenkins_url,
+            &mut lines,
+        );
+        restart(
+            "jenkins (url, user, api token, home, timeout)",
+            old.jenkins.url != new.jenkins.url
+                || old.jenkins.user != new.jenkins.user
+                || old.jenkins.api_token != new.jenkins.api_token
+                || old.jenkins.home != new.jenkins.home
+                || old.jenkins.timeout != new.jenkins.timeout,
+            &mut lines,
+        );
+        restart("lease.dir", old.lease_dir != new.lease_dir, &mut lines);
+        restart("timing", old.timing != new.timing, &mut lines);
+        restart(
+            "watch",
+            old.watch.mode != new.watch.mode
+                || old.watch.poll_interval != new.watch.poll_interval
+                || old.watch.debounce != new.watch.debounce,
+            &mut lines,
+        );
+        if lines.is_empty() {
+            lines.push("nothing changed".into());
+        }
+        for line in &lines {
+            tracing::info!("SIGHUP: {line}");
+        }
+        lines
+    }
+
     /// Queues an operator command for the next decision and wakes the loop.
     pub fn command(&self, command: Command) {
         *lock(&self.commands) = Some(command);
@@ -282,8 +383,13 @@ impl Node {
         let lease = LeaseIo::new(Arc::new(lease), deadline);
         let _ = shared.lease.set(lease.clone());
 
-        let control = JenkinsControl::new(config, shared.jenkins.clone(), shared.metrics.clone())
-            .map_err(|e| format!("jenkins.url: {e}"))?;
+        let control = JenkinsControl::new(
+            config,
+            shared.jenkins.clone(),
+            shared.metrics.clone(),
+            shared.live.clone(),
+        )
+        .map_err(|e| format!("jenkins.url: {e}"))?;
         let jenkins_client = control.client().clone();
         let (jenkins_goal, jenkins_rx) = watch::channel(JenkinsGoal::Leave);
         let setup = crate::jenkins_control::WatchSetup {
@@ -295,13 +401,7 @@ impl Node {
 
         let (route_goal, route_rx) = watch::channel(RouteGoal::Observe);
         let routing = Routing {
-            clients: config
-                .haproxy
-                .sockets
-                .iter()
-                .map(|e| HaproxyClient::new(e.clone(), config.haproxy.timeout))
-                .collect(),
-            backends: config.haproxy.backends.clone(),
+            live: shared.live.clone(),
             me: config.node.name.clone(),
             peer: config.peer.name.clone(),
             interval: config.timing.interval,
@@ -314,7 +414,7 @@ impl Node {
         let link = PeerLink {
             url: config.peer.url.clone(),
             peer_name: config.peer.name.clone(),
-            token: config.cluster_token.clone(),
+            live: shared.live.clone(),
             interval: config.timing.interval,
             shared: shared.clone(),
             now: peer_now.clone(),

@@ -12,7 +12,6 @@ use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, StatusCode};
 use tokio::sync::Notify;
 
-use crate::config::Secret;
 use crate::http_client::HttpClient;
 use crate::node::Shared;
 use crate::status::NodeStatus;
@@ -51,7 +50,7 @@ pub fn decode_heartbeat(body: &[u8], expected_peer: &str) -> Result<NodeStatus, 
 pub struct PeerLink {
     pub url: String,
     pub peer_name: String,
-    pub token: Secret,
+    pub live: Arc<std::sync::Mutex<crate::node::Reloadable>>,
     pub interval: Duration,
     pub shared: Arc<Shared>,
     /// Notified to send a heartbeat at once.
@@ -62,22 +61,22 @@ impl PeerLink {
     pub async fn run(self) {
         let http = HttpClient::new();
         let url = format!("{}/v1/heartbeat", self.url);
-        let mut bearer = match HeaderValue::from_str(&format!("Bearer {}", self.token.expose())) {
-            Ok(v) => v,
-            Err(_) => {
+        let mut last_error: Option<String> = None;
+        loop {
+            // Read each time: SIGHUP may have brought a new token.
+            let token = crate::node::live(&self.live).cluster_token;
+            let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            else {
                 tracing::error!(
                     "the cluster token cannot be sent in an HTTP header; heartbeats are off"
                 );
                 return;
-            }
-        };
-        bearer.set_sensitive(true);
-        let headers: Vec<(HeaderName, HeaderValue)> = vec![
-            (AUTHORIZATION, bearer),
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        ];
-        let mut last_error: Option<String> = None;
-        loop {
+            };
+            bearer.set_sensitive(true);
+            let headers: Vec<(HeaderName, HeaderValue)> = vec![
+                (AUTHORIZATION, bearer),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ];
             let mine = self.shared.own_status();
             let body = Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
             let started = std::time::Instant::now();

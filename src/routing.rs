@@ -36,8 +36,8 @@ pub struct RoutingState {
 }
 
 pub struct Routing {
-    pub clients: Vec<HaproxyClient>,
-    pub backends: Vec<String>,
+    /// Sockets, backends and timeout come from here each round: SIGHUP may change them.
+    pub live: Arc<Mutex<crate::node::Reloadable>>,
     pub me: String,
     pub peer: String,
     pub interval: Duration,
@@ -47,8 +47,17 @@ pub struct Routing {
 
 impl Routing {
     pub async fn run(self, mut goal: watch::Receiver<RouteGoal>) {
-        let mut last_errors: Vec<Option<String>> = vec![None; self.clients.len()];
+        let mut settings = crate::node::live(&self.live).haproxy;
+        let mut clients = Self::clients(&settings);
+        let mut last_errors: Vec<Option<String>> = vec![None; clients.len()];
         loop {
+            let now = crate::node::live(&self.live).haproxy;
+            if now != settings {
+                settings = now;
+                clients = Self::clients(&settings);
+                last_errors = vec![None; clients.len()];
+            }
+            let backends = &settings.backends;
             let current = *goal.borrow_and_update();
             let reports = match current {
                 RouteGoal::Route { until, ready_first } if Instant::now() < until => {
@@ -57,19 +66,13 @@ impl Routing {
                     } else {
                         WriteOrder::MaintFirst
                     };
-                    haproxy::reconcile_with(
-                        &self.clients,
-                        &self.backends,
-                        &self.me,
-                        &self.peer,
-                        until,
-                        order,
-                    )
-                    .await
+                    haproxy::reconcile_with(&clients, backends, &self.me, &self.peer, until, order)
+                        .await
                 }
-                _ => haproxy::observe(&self.clients, &self.backends).await,
+                _ => haproxy::observe(&clients, backends).await,
             };
             self.record(
+                backends,
                 &reports,
                 &mut last_errors,
                 matches!(current, RouteGoal::Route { .. }),
@@ -81,7 +84,21 @@ impl Routing {
         }
     }
 
-    fn record(&self, reports: &[SocketReport], last_errors: &mut [Option<String>], routing: bool) {
+    fn clients(settings: &crate::config::HaproxyConfig) -> Vec<HaproxyClient> {
+        settings
+            .sockets
+            .iter()
+            .map(|e| HaproxyClient::new(e.clone(), settings.timeout))
+            .collect()
+    }
+
+    fn record(
+        &self,
+        backends: &[String],
+        reports: &[SocketReport],
+        last_errors: &mut [Option<String>],
+        routing: bool,
+    ) {
         let mut writes = 0;
         let mut errors = 0;
         let sockets = reports
@@ -137,8 +154,8 @@ impl Routing {
                 }
             })
             .collect();
-        let me = haproxy::summarize(reports, &self.backends, &self.me).to_string();
-        let peer = haproxy::summarize(reports, &self.backends, &self.peer).to_string();
+        let me = haproxy::summarize(reports, backends, &self.me).to_string();
+        let peer = haproxy::summarize(reports, backends, &self.peer).to_string();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.sockets = sockets;
         state.me = me;

@@ -443,3 +443,79 @@ async fn systemd_sees_ready_status_and_watchdog() {
     let code = c.sidecar(0).terminate(Duration::from_secs(5));
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_safe_changes_and_names_the_rest() {
+    let (mut c, active) = started(Spec::default()).await;
+    let config = c.hosts[active].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    // A new cluster token on both nodes, a restart command, and a timing change.
+    let token = c.dir.join("cluster.token");
+    std::fs::write(&token, "rotated-token-0123456789\n").unwrap();
+    let changed = text
+        .replace(
+            "reload_timeout: 10000ms\n",
+            "reload_timeout: 10000ms\n  restart_command: \"true\"\n",
+        )
+        .replace("fall: 3", "fall: 4");
+    std::fs::write(&config, changed).unwrap();
+    for i in [0, 1] {
+        c.sidecar(i).signal(nix::sys::signal::Signal::SIGHUP);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log =
+        std::fs::read_to_string(c.dir.join(format!("{}-sidecar.log", NAMES[active]))).unwrap();
+    assert!(log.contains("SIGHUP: applied: auth.token_file"), "{log}");
+    assert!(
+        log.contains("SIGHUP: applied: jenkins.restart_command"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SIGHUP: not applied, needs a restart: timing"),
+        "{log}"
+    );
+    assert!(!log.contains("rotated-token"), "a secret reached the log");
+    // The new token is the one the API takes now, and heartbeats still flow with it.
+    let url = format!("http://127.0.0.1:{}/pause", c.hosts[active].api_port);
+    for (auth, want) in [
+        ("Bearer lab-cluster-token-5f0e1d2c3b4a", 401),
+        ("Bearer rotated-token-0123456789", 200),
+    ] {
+        let r = c
+            .http
+            .send(
+                hyper::Method::POST,
+                &url,
+                &[(
+                    hyper::header::AUTHORIZATION,
+                    hyper::header::HeaderValue::from_static(auth),
+                )],
+                bytes::Bytes::new(),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), want, "{auth}");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s = c.status(active).await.unwrap();
+    assert_eq!(
+        s.nodes[1].role.as_str(),
+        "standby",
+        "heartbeats stopped after the rotation: {s:?}"
+    );
+    assert!(s.nodes[1].last_heard_s.unwrap() < 1.0);
+    // A broken config on SIGHUP keeps the running one.
+    std::fs::write(&config, "node: [\n").unwrap();
+    c.sidecar(active).signal(nix::sys::signal::Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log =
+        std::fs::read_to_string(c.dir.join(format!("{}-sidecar.log", NAMES[active]))).unwrap();
+    assert!(
+        log.contains("SIGHUP: config not reloaded, keeping the running one"),
+        "{log}"
+    );
+    assert_eq!(c.active_code(active).await, Some(200));
+    let health = c.get(c.hosts[active].api_port, "/health").await.unwrap();
+    assert_eq!(health.status.as_u16(), 200);
+}
