@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use jenkins_ha::watch::{scan::RACY_WINDOW, ChangeKind, Scanner};
+use jenkins_ha::watch::{scan::RACY_WINDOW, spawn_inotify, ChangeKind, Scanner};
 
 const JOBS_PER_FOLDER: usize = 100;
 /// Folders with a sub-folder `sub` holding the last 10 of their 100 jobs.
@@ -139,6 +139,7 @@ fn main() {
 
     let mut times = Vec::with_capacity(cycles);
     let mut stats = None;
+    let cpu_before = cpu_ticks();
     for _ in 0..cycles {
         let r = scanner.scan().expect("a scan");
         assert!(
@@ -149,6 +150,7 @@ fn main() {
         times.push(r.stats.duration);
         stats = Some(r.stats);
     }
+    let cpu = cpu_ticks().saturating_sub(cpu_before);
     let stats = stats.expect("at least one cycle");
     times.sort();
     let median = times[times.len() / 2];
@@ -160,6 +162,11 @@ fn main() {
         ms(p90),
         ms(times[0]),
         ms(times[times.len() - 1])
+    );
+    println!(
+        "CPU time per cycle (user + system, all threads; less sensitive to a busy machine than \
+         wall time): {:.1} ms",
+        cpu as f64 * 10.0 / cycles as f64
     );
     println!(
         "per cycle: {} files stat'ed, {} dirs stat'ed, {} dirs listed, {} files hashed \
@@ -248,6 +255,21 @@ fn main() {
         fs::write(&path, config_xml(&format!("F{i:03}/job{:03}", i * 3))).expect("a restore");
     }
 
+    // inotify mode: how long it takes to watch every directory a scan reads.
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let t = Instant::now();
+    let mut inotify = spawn_inotify(&home, None, tx).expect("inotify");
+    let dirs = scanner.watch_dirs();
+    match inotify.sync(dirs) {
+        Ok(added) => println!(
+            "inotify: {added} watches added in {:.0} ms ({} watched)",
+            ms(t.elapsed()),
+            inotify.watched()
+        ),
+        Err(e) => println!("inotify: {e}"),
+    }
+    drop(inotify);
+
     let rss_end = rss_kib();
     println!(
         "memory (VmRSS): {} KiB before the scanner, {} KiB after the baseline (+{} KiB), {} KiB \
@@ -297,6 +319,22 @@ fn status_kib(field: &str) -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// utime + stime of this process, in clock ticks (100 per second on Linux).
+fn cpu_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+    field(11) + field(12)
 }
 
 fn rss_kib() -> u64 {

@@ -62,6 +62,14 @@ impl Io {
     }
 }
 
+/// How long after a scan the next one comes without a tick.
+fn scan_interval(mode: Effective, poll_interval: Duration) -> Duration {
+    match mode {
+        Effective::Poll => poll_interval,
+        Effective::Inotify => INOTIFY_SAFETY_RESCAN,
+    }
+}
+
 fn lock(io: &Mutex<Io>) -> MutexGuard<'_, Io> {
     io.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -123,7 +131,7 @@ impl HomeWatch {
             poll_interval: config.poll_interval,
             scanning: false,
             scan_wanted: false,
-            next_scan: now,
+            next_scan: now + scan_interval(mode, config.poll_interval),
             items: 0,
             last_stats: None,
             problems: Vec::new(),
@@ -239,11 +247,7 @@ impl HomeWatch {
         let now = Instant::now();
         match result {
             Ok(result) => {
-                self.next_scan = now
-                    + match self.mode {
-                        Effective::Poll => self.poll_interval,
-                        Effective::Inotify => INOTIFY_SAFETY_RESCAN,
-                    };
+                self.next_scan = now + scan_interval(self.mode, self.poll_interval);
                 self.absorb(result);
                 Ok(())
             }

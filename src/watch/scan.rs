@@ -29,6 +29,11 @@
 //! The children of the root `jobs/` directory are shared out among [`Scanner::set_threads`]
 //! threads.
 //!
+//! On NFS, `stat` answers from the client's attribute cache until it expires (`acregmin` to
+//! `acregmax`, 3 to 60 s, for files; `acdirmin` to `acdirmax`, 30 to 60 s, for directories), so
+//! the other master's writes show up that much later whatever the poll interval; mount the
+//! home with a small `actimeo` to bound the delay.
+//!
 //! Nothing read from disk can make it panic: an entry that vanishes between readdir and stat is
 //! simply not there, a non-UTF-8 name is skipped and reported as a problem, and an unreadable
 //! directory keeps its last known state and is reported.
