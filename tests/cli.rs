@@ -191,7 +191,7 @@ fn status_without_a_daemon_exits_1() {
 fn run_can_log_json() {
     let d = Dir::new();
     let c = d.config(|t| t);
-    let mut child = Command::new(jenkins_ha())
+    let child = Command::new(jenkins_ha())
         .args(["run", "--log-format", "json", "-c"])
         .arg(&c)
         .stdin(Stdio::null())
