@@ -562,47 +562,43 @@ impl Cluster {
             .map(|s| s.admin_label())
     }
 
-    /// HTTP GET on loopback; `None` when nothing answered.
-    pub async fn get(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+    /// An HTTP request on loopback with no body; `None` when nothing answered in `timeout`.
+    pub async fn request(
+        &self,
+        method: hyper::Method,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<jenkins_ha::http_client::Response> {
+        let url = format!("http://127.0.0.1:{port}{path}");
         self.http
-            .send(
-                hyper::Method::GET,
-                &format!("http://127.0.0.1:{port}{path}"),
-                &[],
-                bytes::Bytes::new(),
-                Duration::from_secs(2),
-            )
+            .send(method, &url, &[], bytes::Bytes::new(), timeout)
             .await
             .ok()
     }
 
-    pub async fn post(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
-        self.http
-            .send(
-                hyper::Method::POST,
-                &format!("http://127.0.0.1:{port}{path}"),
-                &[],
-                bytes::Bytes::new(),
-                Duration::from_secs(2),
-            )
+    pub async fn get(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+        self.request(hyper::Method::GET, port, path, Duration::from_secs(2))
             .await
-            .ok()
+    }
+
+    pub async fn post(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+        self.request(hyper::Method::POST, port, path, Duration::from_secs(2))
+            .await
     }
 
     /// The sidecar's `/active` status code (`None` when it does not answer within 300 ms, as a
     /// stopped process does not).
     pub async fn active_code(&self, i: usize) -> Option<u16> {
-        self.http
-            .send(
-                hyper::Method::GET,
-                &format!("http://127.0.0.1:{}/active", self.hosts[i].api_port),
-                &[],
-                bytes::Bytes::new(),
-                Duration::from_millis(300),
-            )
-            .await
-            .ok()
-            .map(|r| r.status.as_u16())
+        let port = self.hosts[i].api_port;
+        self.request(
+            hyper::Method::GET,
+            port,
+            "/active",
+            Duration::from_millis(300),
+        )
+        .await
+        .map(|r| r.status.as_u16())
     }
 
     pub async fn status(&self, i: usize) -> Option<ClusterStatus> {

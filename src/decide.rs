@@ -468,27 +468,9 @@ impl Core {
                     x.handover = None;
                     x.handover_to = None;
                 }
-                let counter = held.counter + 1;
                 return Decision {
                     role: Role::Active,
-                    actions: vec![
-                        Action::Renew {
-                            term: held.term,
-                            counter,
-                            handover_to: None,
-                        },
-                        Action::Route {
-                            term: held.term,
-                            until,
-                            ready_first: false,
-                        },
-                        Action::JenkinsActive {
-                            term: held.term,
-                            until,
-                            reload: !held.via_handover,
-                            quiet: false,
-                        },
-                    ],
+                    actions: keep_term(&held, until, None, false),
                     reason: format!(
                         "active: the switchover to {} was abandoned: it did not take term {} within {}",
                         h.to,
@@ -519,24 +501,7 @@ impl Core {
                     secs(h.drain_until.saturating_sub(h.since))
                 )
             };
-            let mut actions = vec![
-                Action::Renew {
-                    term: held.term,
-                    counter: held.counter + 1,
-                    handover_to,
-                },
-                Action::Route {
-                    term: held.term,
-                    until,
-                    ready_first: false,
-                },
-                Action::JenkinsActive {
-                    term: held.term,
-                    until,
-                    reload: !held.via_handover,
-                    quiet: true,
-                },
-            ];
+            let mut actions = keep_term(&held, until, handover_to, true);
             if drained {
                 actions.push(Action::NotifyPeer);
             }
@@ -574,7 +539,6 @@ impl Core {
         }
 
         // 6. Keep the term.
-        let counter = held.counter + 1;
         let mut reason = match &obs.lease {
             LeaseObs::Unreadable(why) => format!(
                 "active: cannot read the lease ({why}); my lease on term {} stays valid for {}",
@@ -604,24 +568,7 @@ impl Core {
         }
         Decision {
             role: Role::Active,
-            actions: vec![
-                Action::Renew {
-                    term: held.term,
-                    counter,
-                    handover_to: None,
-                },
-                Action::Route {
-                    term: held.term,
-                    until,
-                    ready_first: held.via_handover,
-                },
-                Action::JenkinsActive {
-                    term: held.term,
-                    until,
-                    reload: !held.via_handover,
-                    quiet: false,
-                },
-            ],
+            actions: keep_term(&held, until, None, false),
             reason,
         }
     }
@@ -821,6 +768,30 @@ impl Core {
             }
         }
     }
+}
+
+/// What a holder does every tick while it keeps its term: renew (naming the switchover target
+/// once a hand-over has drained), route to itself, keep its Jenkins active (quiet while a
+/// switchover drains it).
+fn keep_term(held: &Held, until: Mono, handover_to: Option<String>, quiet: bool) -> Vec<Action> {
+    vec![
+        Action::Renew {
+            term: held.term,
+            counter: held.counter + 1,
+            handover_to,
+        },
+        Action::Route {
+            term: held.term,
+            until,
+            ready_first: held.via_handover,
+        },
+        Action::JenkinsActive {
+            term: held.term,
+            until,
+            reload: !held.via_handover,
+            quiet,
+        },
+    ]
 }
 
 fn jenkins_failure(j: &JenkinsObs, fall: u32) -> String {
