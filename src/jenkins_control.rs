@@ -117,8 +117,11 @@ pub struct WatchState {
 
 impl JenkinsState {
     /// Healthy enough to serve users: up, or in the reload of its own promotion.
-    pub fn serving(&self) -> bool {
-        !self.reload_failed && (self.promoting || (self.health == "up" && self.failures == 0))
+    /// The same hysteresis as the decision: fewer than `fall` failed checks in a row still
+    /// counts, so one bad check of a flapping Jenkins does not flap `/active` (and HAProxy) too.
+    pub fn serving(&self, fall: u32) -> bool {
+        !self.reload_failed
+            && (self.promoting || (self.successes > 0 || self.failures > 0) && self.failures < fall)
     }
 }
 
@@ -153,12 +156,13 @@ impl JenkinsControl {
             config.jenkins.timeout,
         )?;
         // Both masters share JENKINS_HOME, hence users and API tokens: the same credentials work there.
+        // Fencing may meet a slow Jenkins: give it more time (it runs beside our own reload).
         let peer_client = match &config.peer.jenkins_url {
             Some(url) => Some(JenkinsClient::new(
                 url,
                 config.jenkins.user.clone(),
                 token,
-                config.jenkins.timeout,
+                (config.jenkins.timeout * 3).max(Duration::from_secs(2)),
             )?),
             None => None,
         };
@@ -210,7 +214,7 @@ impl JenkinsControl {
         let mut last_scan: Option<crate::watch::ScanStats> = None;
         loop {
             let current = goal.borrow_and_update().clone();
-            self.check(&current, &mut goal).await;
+            self.check(&current, &mut goal, &mut home_watch).await;
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.interval) => {}
@@ -270,6 +274,46 @@ impl JenkinsControl {
                         error: w.problems().first().cloned(),
                     });
                 });
+            }
+        }
+    }
+
+    /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may hang).
+    /// Returns the items to reload one by one after the full reload that follows.
+    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Vec<String> {
+        let Some(w) = home_watch.as_mut() else {
+            return Vec::new();
+        };
+        let bound = (self.interval * 4).max(Duration::from_secs(2));
+        match tokio::time::timeout(bound, w.flush()).await {
+            Ok(Ok(Some(plan))) => {
+                tracing::info!("applying pending JENKINS_HOME changes with this reload: {plan}");
+                plan.items
+            }
+            Ok(Ok(None)) => Vec::new(),
+            Ok(Err(e)) => {
+                tracing::warn!("JENKINS_HOME scan before the reload failed: {e}");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("JENKINS_HOME scan before the reload did not finish in {bound:?}; reloading anyway");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Per-item reloads after a full reload. A 404 is fine here: the item is new, and the full
+    /// reload just loaded it.
+    async fn reload_items(&self, items: &[String]) {
+        for item in items {
+            let started = std::time::Instant::now();
+            match self.client.reload_item(item).await {
+                Ok(()) => {
+                    self.metrics.reload("item", started.elapsed().as_secs_f64());
+                    self.update(|s| s.item_reloads += 1);
+                }
+                Err(JenkinsError::ItemNotLoaded { .. }) => {}
+                Err(e) => tracing::warn!("reload of {item} failed: {e}"),
             }
         }
     }
@@ -361,7 +405,12 @@ impl JenkinsControl {
     }
 
     /// One probe, then whatever the goal needs.
-    async fn check(&self, goal: &JenkinsGoal, goal_rx: &mut watch::Receiver<JenkinsGoal>) {
+    async fn check(
+        &self,
+        goal: &JenkinsGoal,
+        goal_rx: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+    ) {
         let probe = self.client.probe().await;
         let before = self.snapshot();
         let restarted = matches!((&before.session, &probe.session), (Some(a), Some(b)) if a != b);
@@ -405,6 +454,16 @@ impl JenkinsControl {
             }
         });
         if probe.health != Health::Up {
+            // A standby Jenkins that is slow or flapping must still be kept quiet: ask blindly
+            // (quietDown is idempotent; one that times out may still take effect).
+            if matches!(goal, JenkinsGoal::Standby { .. })
+                && self.snapshot().quieting_down != Some(true)
+                && !matches!(probe.health, Health::GettingReady)
+            {
+                if let Err(e) = self.client.quiet_down().await {
+                    tracing::debug!("quietDown of an unhealthy standby Jenkins: {e}");
+                }
+            }
             return;
         }
         match goal {
@@ -419,7 +478,9 @@ impl JenkinsControl {
                         tracing::info!(
                             "preparing to take over term {term}: full reload while still quiet"
                         );
+                        let pending = self.flush_watch(home_watch).await;
                         if self.full_reload("full (switchover)", goal_rx).await == ReloadEnd::Done {
+                            self.reload_items(&pending).await;
                             self.update(|s| s.prepared_for = Some(*term));
                         }
                     }
@@ -432,7 +493,8 @@ impl JenkinsControl {
                 quiet,
             } => {
                 if self.snapshot().promoted_term != Some(*term) {
-                    self.promote(*term, *until, *reload, *quiet, goal_rx).await;
+                    self.promote(*term, *until, *reload, *quiet, goal_rx, home_watch)
+                        .await;
                     return;
                 }
                 self.ensure_quiet(*quiet, Some(*until)).await;
@@ -449,11 +511,22 @@ impl JenkinsControl {
     /// Puts Jenkins into quiet-down or out of it, if it is not already; never after `until`.
     async fn ensure_quiet(&self, quiet: bool, until: Option<Instant>) {
         let info = match self.client.info().await {
-            Ok(info) => info,
-            Err(e) => return self.note_error(&e),
+            Ok(info) => Some(info),
+            Err(e) => {
+                self.note_error(&e);
+                None
+            }
         };
-        self.update(|s| s.quieting_down = Some(info.quieting_down));
-        if info.quieting_down == quiet || until.is_some_and(|u| Instant::now() >= u) {
+        if let Some(info) = &info {
+            self.update(|s| s.quieting_down = Some(info.quieting_down));
+            if info.quieting_down == quiet {
+                return;
+            }
+        } else if !quiet {
+            // Unknown state: never cancel quiet-down blindly; quiet-down itself is safe to repeat.
+            return;
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
             return;
         }
         let result = if quiet {
@@ -494,31 +567,62 @@ impl JenkinsControl {
         reload: bool,
         quiet: bool,
         goal_rx: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
     ) {
-        if let Some(peer) = &self.peer_client {
-            match peer.quiet_down().await {
-                Ok(()) => tracing::info!(
-                    "fenced the peer's Jenkins at {}: quiet-down",
-                    peer.base_url()
-                ),
-                Err(e) => tracing::info!(
-                    "could not quiet the peer's Jenkins ({e}); it is down or unreachable"
-                ),
+        // Fence the old master (quiet-down) while our own reload runs; it must be done, or have
+        // failed, before our Jenkins leaves quiet-down.
+        let fence = async {
+            if let Some(peer) = &self.peer_client {
+                match peer.quiet_down().await {
+                    Ok(()) => tracing::info!(
+                        "fenced the peer's Jenkins at {}: quiet-down",
+                        peer.base_url()
+                    ),
+                    Err(e) => tracing::info!(
+                        "could not quiet the peer's Jenkins ({e}); it is down or unreachable"
+                    ),
+                }
             }
+        };
+        let (_, proceed) = tokio::join!(
+            fence,
+            self.promotion_reload(term, reload, goal_rx, home_watch)
+        );
+        if !proceed {
+            return;
         }
+        self.finish_promotion(term, until, quiet).await;
+    }
+
+    /// The reload part of a promotion; false when it did not finish.
+    async fn promotion_reload(
+        &self,
+        term: u64,
+        reload: bool,
+        goal_rx: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+    ) -> bool {
         if reload {
             tracing::info!(
                 "promoting Jenkins for term {term}: full reload, then cancel quiet-down"
             );
             self.update(|s| s.promoting = true);
+            // Edits not yet applied (still debounced, or not yet scanned) go along with this
+            // reload: nested ones need their own reload, a full one keeps folder children.
+            let pending = self.flush_watch(home_watch).await;
             let end = self.full_reload("full (promotion)", goal_rx).await;
-            self.update(|s| s.promoting = false);
-            if end != ReloadEnd::Done {
-                return;
+            if end == ReloadEnd::Done {
+                self.reload_items(&pending).await;
             }
+            self.update(|s| s.promoting = false);
+            end == ReloadEnd::Done
         } else {
             tracing::info!("promoting Jenkins for term {term}: already reloaded by the switchover");
+            true
         }
+    }
+
+    async fn finish_promotion(&self, term: u64, until: Instant, quiet: bool) {
         if Instant::now() >= until {
             tracing::warn!("the lease ran out during the promotion; Jenkins stays quiet");
             return;

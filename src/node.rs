@@ -136,7 +136,7 @@ impl Shared {
         let local = lock(&self.local);
         local.role == Role::Active
             && local.valid_until.is_some_and(|u| Instant::now() < u)
-            && lock(&self.jenkins).serving()
+            && lock(&self.jenkins).serving(self.config.timing.fall)
     }
 
     /// `GET /health`: the loop ticked lately.
@@ -167,7 +167,7 @@ impl Shared {
             jenkins_healthy: !jenkins.reload_failed
                 && jenkins.failures == 0
                 && jenkins.health == "up",
-            serving: role == Role::Active && jenkins.serving(),
+            serving: role == Role::Active && jenkins.serving(self.config.timing.fall),
             reload_failed: jenkins.reload_failed,
             quieting_down: jenkins.quieting_down,
             haproxy: if routing.me.is_empty() {

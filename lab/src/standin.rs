@@ -36,6 +36,8 @@
 //! - `POST /standin/fail-reloads?on=true|false` → full reloads started from now on end in failure.
 //! - `POST /standin/delay?ms=N` → every non-`/standin/` response is delayed by N ms (a slow Jenkins).
 //! - `POST /standin/busy?n=N` → sets the number of busy executors.
+//! - `POST /standin/flap?on=true|false` → while on, every other `GET /login` answers 503, like a
+//!   Jenkins going up and down every health check.
 //!
 //! Each POST answers 200 with the new value as JSON; a missing or bad parameter gives 400.
 
@@ -146,6 +148,9 @@ struct State {
     requests: u64,
     busy_executors: u64,
     delay_ms: u64,
+    /// Flapping: every other `GET /login` answers 503, like a Jenkins going up and down.
+    flap: bool,
+    flap_count: u64,
 }
 
 impl Shared {
@@ -295,7 +300,13 @@ async fn agent_loop(listener: TcpListener, name: String) {
 }
 
 async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let mut resp = route(&sh, &req).await;
+    // Like a servlet container, Jenkins finishes a request it has read even when the client
+    // hangs up (a timed-out quietDown still takes effect): run it detached from the connection.
+    let worker = sh.clone();
+    let mut resp = match tokio::spawn(async move { route(&worker, &req).await }).await {
+        Ok(resp) => resp,
+        Err(_) => respond(StatusCode::INTERNAL_SERVER_ERROR, HTML, "internal error\n"),
+    };
     let headers = resp.headers_mut();
     for (name, value) in &sh.common_headers {
         headers.insert(name.clone(), value.clone());
@@ -463,13 +474,20 @@ async fn route(sh: &Arc<Shared>, req: &Request<Incoming>) -> Resp {
         return control(sh, req.method(), &segments[1..], req.uri().query());
     }
 
-    let delay_ms = {
+    let (delay_ms, flapped) = {
         let mut st = sh.lock();
         st.requests += 1;
-        st.delay_ms
+        let flapped = st.flap && path == "/login" && {
+            st.flap_count += 1;
+            st.flap_count.is_multiple_of(2)
+        };
+        (st.delay_ms, flapped)
     };
     if delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    if flapped {
+        return getting_ready();
     }
 
     {
@@ -863,7 +881,18 @@ fn control(sh: &Shared, method: &Method, segments: &[String], query: Option<&str
     match seg.as_slice() {
         ["state"] if method != Method::GET && method != Method::HEAD => method_not_allowed("GET"),
         ["state"] => json_resp(StatusCode::OK, &state_json(sh)),
-        ["fail-reloads" | "delay" | "busy"] if method != Method::POST => method_not_allowed("POST"),
+        ["fail-reloads" | "delay" | "busy" | "flap"] if method != Method::POST => {
+            method_not_allowed("POST")
+        }
+        ["flap"] => match query_param(query, "on") {
+            Some(v @ ("true" | "false")) => {
+                let on = v == "true";
+                sh.lock().flap = on;
+                eprintln!("jenkins-standin {}: flapping = {on}", sh.name);
+                json_resp(StatusCode::OK, &json!({"flap": on}))
+            }
+            _ => bad("expected ?on=true or ?on=false"),
+        },
         ["fail-reloads"] => match query_param(query, "on") {
             Some(v @ ("true" | "false")) => {
                 let on = v == "true";
@@ -910,6 +939,7 @@ fn state_json(sh: &Shared) -> Value {
         "busyExecutors": st.busy_executors,
         "failReloads": st.fail_reloads,
         "delayMs": st.delay_ms,
+        "flap": st.flap,
         "items": items,
     })
 }

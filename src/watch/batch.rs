@@ -282,6 +282,16 @@ impl Batcher {
         Some(plan)
     }
 
+    /// Everything pending, at once: no debounce and no full-reload gap. For a promotion, which
+    /// reloads anyway and must not leave a nested edit behind (the folder caveat).
+    pub fn take_now(&mut self, now: Duration) -> Option<ReloadPlan> {
+        let plan = self.pending.take()?.plan()?;
+        if plan.full {
+            self.last_full = Some(now);
+        }
+        Some(plan)
+    }
+
     fn full_held(&self, now: Duration) -> bool {
         self.last_full
             .is_some_and(|last| now < last + self.config.min_full_gap)
@@ -298,6 +308,32 @@ impl Batcher {
             (true, Some(last)) => settled.max(last + self.config.min_full_gap),
             _ => settled,
         })
+    }
+}
+
+#[cfg(test)]
+mod take_now_tests {
+    use super::*;
+
+    #[test]
+    fn take_now_ignores_debounce_and_the_full_gap() {
+        let mut b = Batcher::new(BatchConfig::new(Duration::from_secs(5)));
+        b.force_full(Duration::ZERO, "x");
+        assert!(b.take(Duration::from_secs(6)).unwrap().full);
+        b.push(
+            Duration::from_secs(7),
+            [Change::item(ChangeKind::Added, "new")],
+        );
+        b.push(
+            Duration::from_secs(7),
+            [Change::item(ChangeKind::Modified, "F/b")],
+        );
+        assert_eq!(b.take(Duration::from_secs(7)), None, "debounced");
+        let plan = b.take_now(Duration::from_secs(7)).unwrap();
+        assert!(plan.full);
+        assert_eq!(plan.items, vec!["F/b"]);
+        assert!(!b.is_pending());
+        assert_eq!(b.take_now(Duration::from_secs(8)), None);
     }
 }
 

@@ -165,6 +165,24 @@ impl HomeWatch {
         self.last_stats
     }
 
+    /// Scans now and returns everything pending, ignoring the debounce and the full-reload gap:
+    /// a promotion calls this so that edits seen by nobody yet are applied with it.
+    pub async fn flush(&mut self) -> Result<Option<ReloadPlan>, WatchError> {
+        // Let a scan already running finish first, then scan once more for the latest state.
+        while self.scanning {
+            match self.results.recv().await {
+                Some(result) => self.finish_scan(result)?,
+                None => break,
+            }
+        }
+        self.start_scan();
+        if let Some(result) = self.results.recv().await {
+            self.finish_scan(result)?;
+        }
+        let now = self.now();
+        Ok(self.batcher.take_now(now))
+    }
+
     /// Whether changes wait in the batch (debounce, or the full-reload gap).
     pub fn pending(&self) -> bool {
         self.batcher.is_pending()
