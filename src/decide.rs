@@ -282,6 +282,12 @@ impl Core {
         self.held.as_ref().map(|h| h.term)
     }
 
+    /// Whether we hold a term that we have handed over (the target may already have claimed the
+    /// next one): our Jenkins is quiet and we no longer write to HAProxy.
+    pub fn handing_over(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.handover_to.is_some())
+    }
+
     /// Until when (our clock) our lease is valid, if we hold one.
     pub fn valid_until(&self) -> Option<Mono> {
         self.held.as_ref().map(|h| self.expiry_of(h))
@@ -503,6 +509,15 @@ impl Core {
             };
             let mut actions = keep_term(&held, until, handover_to, true);
             if drained {
+                // From here the target may claim at any moment and will set HAProxy itself
+                // (ready first): stop asserting our own state so that the two never fight.
+                // HAProxy keeps routing to us meanwhile, and /active stays 200 until we see
+                // the new term, so users are never left without a server.
+                for a in actions.iter_mut() {
+                    if matches!(a, Action::Route { .. }) {
+                        *a = Action::StopRouting;
+                    }
+                }
                 actions.push(Action::NotifyPeer);
             }
             return Decision {

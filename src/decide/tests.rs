@@ -671,7 +671,15 @@ fn handover_is_written_and_kept_until_the_target_claims() {
         counter: 1,
         handover_to: Some("b".into())
     }));
-    assert!(routes(&d), "make-before-break: keep routing until b claims");
+    // Make before break: HAProxy keeps routing to us (we write nothing, so we never fight the
+    // target's writes), and we stay the holder, quiet, until b claims.
+    assert!(
+        !routes(&d),
+        "a drained holder must not assert HAProxy any more"
+    );
+    assert!(d.actions.contains(&Action::StopRouting));
+    assert_eq!(d.role, Role::Active);
+    assert!(c.handing_over());
     let d = c.decide(&obs(900, term(3, "a", 1), healthy()));
     assert!(d.actions.contains(&Action::Renew {
         term: 3,
@@ -885,6 +893,8 @@ struct SimNode {
     paused_until: Duration,
     /// Actions decided but not yet carried out, in order.
     queue: std::collections::VecDeque<Action>,
+    /// A switchover's preparation reload: for which term, done at which instant.
+    preparing: Option<(u64, Duration)>,
 }
 
 impl SimNode {
@@ -898,12 +908,14 @@ impl SimNode {
             failures: 0,
             paused_until: Duration::ZERO,
             queue: Default::default(),
+            preparing: None,
         }
     }
 
-    /// Until when this node may act as active (route traffic, answer /active), as its adapters enforce it.
+    /// Until when this node may act as active (write HAProxy, run builds), as its adapters
+    /// enforce it. A holder that has handed its term over is quiet and writes nothing.
     fn active_until(&self) -> Option<Duration> {
-        if self.core.role() == Role::Active {
+        if self.core.role() == Role::Active && !self.core.handing_over() {
             self.core.valid_until()
         } else {
             None
@@ -927,7 +939,19 @@ enum Ev {
 /// Runs one simulated timeline with random interleavings, write latencies, storage faults, Jenkins
 /// faults and process pauses until `faults_until`, then none until `end`. Fails on any instant with
 /// two nodes acting as active, and if the cluster has not converged to one active at the end.
-fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, String> {
+fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<(usize, usize), String> {
+    simulate_with(seed, faults_until, end, 60, 40)
+}
+
+/// `chaos`: one event in `chaos` brings a fault; `commands`: one decision in `commands` brings an
+/// operator command (switchover or forced takeover).
+fn simulate_with(
+    seed: u64,
+    faults_until: Duration,
+    end: Duration,
+    chaos: u64,
+    commands: u64,
+) -> Result<(usize, usize), String> {
     let mut rng = Rng(seed | 1);
     let t = timing();
     let mut storage = Storage::default();
@@ -950,6 +974,7 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
     );
     let mut log = Vec::new();
     let mut claims_won = 0;
+    let mut handovers = 0;
     while let Some(((now, _), (i, ev))) = events.pop_first() {
         if now > end {
             break;
@@ -964,7 +989,7 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
             continue;
         }
         if faulty {
-            match rng.below(60) {
+            match rng.below(chaos) {
                 0 => nodes[i].jenkins_up = !nodes[i].jenkins_up,
                 1 => nodes[i].storage_ok = !nodes[i].storage_ok,
                 2 => {
@@ -1003,6 +1028,23 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
                 };
                 // The decision comes a little after the read: the view may already be stale.
                 let decided = now + lag(&mut rng);
+                // Operators act too: planned switchovers, forced takeovers, pauses.
+                let command = if !faulty {
+                    None
+                } else {
+                    match rng.below(commands) {
+                        0 => Some(Command::Handover {
+                            to: nodes[1 - i].name.into(),
+                            wait_builds: Duration::from_millis(rng.below(2000)),
+                        }),
+                        1 => Some(Command::ForceTakeover),
+                        _ => None,
+                    }
+                };
+                let prepared_for = nodes[i]
+                    .preparing
+                    .filter(|(_, at)| decided >= *at)
+                    .map(|(t, _)| t);
                 let o = Observation {
                     now: decided,
                     lease,
@@ -1010,11 +1052,12 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
                         failures: nodes[i].failures,
                         successes: nodes[i].successes,
                         reload_failed: false,
-                        ..Default::default()
+                        busy_executors: Some(rng.below(2) as u32),
+                        prepared_for,
                     },
                     peer: None,
-                    paused: false,
-                    command: None,
+                    paused: faulty && rng.below(4) == 0,
+                    command,
                 };
                 let d = nodes[i].core.decide(&o);
                 nodes[i].queue = d.actions.into_iter().collect();
@@ -1027,6 +1070,13 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
                 ) => {
                     let commit = now + lag(&mut rng);
                     push(&mut events, commit, i, Ev::Commit(a, now));
+                }
+                Some(Action::PrepareTakeover { term }) => {
+                    if nodes[i].preparing.map(|(t, _)| t) != Some(term) {
+                        let done = now + Duration::from_millis(rng.below(800));
+                        nodes[i].preparing = Some((term, done));
+                    }
+                    push(&mut events, now, i, Ev::Next);
                 }
                 Some(_) => push(&mut events, now, i, Ev::Next),
             },
@@ -1086,6 +1136,11 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
                     if let Outcome::Renewed { done, .. } = &mut o {
                         *done = now;
                     }
+                    if let Outcome::Claimed { term, .. } = &o {
+                        if nodes[i].core.claiming_handover == Some(term - 1) {
+                            handovers += 1;
+                        }
+                    }
                     if let Outcome::Claimed { term, at } = &o {
                         log.push(format!(
                             "{now:?} {} won term {term} (create started {at:?})",
@@ -1123,19 +1178,22 @@ fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<usize, S
             log.join("\n")
         ));
     }
-    Ok(claims_won)
+    Ok((claims_won, handovers))
 }
 
 #[test]
 fn two_cores_never_both_active_and_converge_after_faults() {
-    let mut claims = 0;
+    let (mut claims, mut handovers) = (0, 0);
     for seed in 1..300u64 {
         match simulate(
             seed * 7919,
             Duration::from_secs(90),
             Duration::from_secs(130),
         ) {
-            Ok(n) => claims += n,
+            Ok((n, h)) => {
+                claims += n;
+                handovers += h;
+            }
             Err(e) => panic!("seed {seed}: {e}"),
         }
     }
@@ -1143,16 +1201,41 @@ fn two_cores_never_both_active_and_converge_after_faults() {
         claims > 300 * 3,
         "the faults should cause many takeovers, got {claims}"
     );
+    let _ = handovers;
 }
 
 #[test]
 fn two_cores_converge_without_faults() {
     for seed in 1..50u64 {
-        let claims = simulate(seed, Duration::ZERO, Duration::from_secs(20))
+        let (claims, _) = simulate(seed, Duration::ZERO, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(
             claims, 1,
             "seed {seed}: exactly one claim when nothing fails"
         );
     }
+}
+
+#[test]
+fn two_cores_with_planned_switchovers_never_both_active() {
+    let (mut claims, mut handovers) = (0, 0);
+    for seed in 1..200u64 {
+        match simulate_with(
+            seed * 104_729,
+            Duration::from_secs(90),
+            Duration::from_secs(130),
+            400,
+            8,
+        ) {
+            Ok((n, h)) => {
+                claims += n;
+                handovers += h;
+            }
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(
+        handovers > 200,
+        "planned switchovers should complete often, got {handovers} of {claims} claims"
+    );
 }
