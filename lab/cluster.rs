@@ -261,7 +261,7 @@ pub struct Cluster {
     pub hosts: [Host; 2],
     pub haproxies: Vec<Haproxy>,
     pub http: HttpClient,
-    /// Dropped after the processes (fields drop after `Drop::drop` ran).
+    /// Unmounted after the processes are gone, before the temp dir is removed.
     pub bind: Option<BindMounts>,
     /// Host 1's network namespace ([`Spec::netns_host1`]); deleted after the processes are gone.
     pub netns: Option<NetNs>,
@@ -785,6 +785,8 @@ impl Drop for Cluster {
         for h in self.haproxies.iter_mut() {
             h.proc.take();
         }
+        // Unmount before the temp dir goes: its removal stops at the first mount point it meets.
+        self.bind.take();
     }
 }
 
