@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -174,6 +175,9 @@ pub struct Spec {
     /// `jenkins.restart_command`, with `{dir}` replaced by the cluster's directory and `{node}`
     /// by the node's name.
     pub restart_command: Option<String>,
+    /// Run host 1 (its stand-in and its sidecar) in its own network namespace, joined to the root
+    /// one by a veth pair, so that the link between the hosts can really be cut: see [`NetNs`].
+    pub netns_host1: bool,
 }
 
 impl Default for Spec {
@@ -191,6 +195,7 @@ impl Default for Spec {
             extra_config: String::new(),
             reload_timeout: Duration::from_secs(10),
             restart_command: None,
+            netns_host1: false,
         }
     }
 }
@@ -207,6 +212,33 @@ pub struct Host {
     pub config: PathBuf,
     pub jenkins: Option<Proc>,
     pub sidecar: Option<Proc>,
+    /// The address this host's API, Jenkins and agent port listen on.
+    pub listen_ip: String,
+    /// The address the other host's sidecar uses for this host's API and Jenkins.
+    pub reach_ip: String,
+    /// The address HAProxy uses for this host's Jenkins, agent port and `/active` check.
+    pub haproxy_ip: String,
+    /// The network namespace this host's processes run in (`ip netns exec`), if not the root one.
+    pub netns: Option<String>,
+}
+
+impl Host {
+    /// The program and arguments that run `program` on this host (in its namespace, if any).
+    fn command(&self, program: &Path, args: Vec<String>) -> (PathBuf, Vec<String>) {
+        match &self.netns {
+            None => (program.to_path_buf(), args),
+            Some(ns) => {
+                let mut all = vec![
+                    "netns".to_string(),
+                    "exec".into(),
+                    ns.clone(),
+                    program.display().to_string(),
+                ];
+                all.extend(args);
+                (PathBuf::from("ip"), all)
+            }
+        }
+    }
 }
 
 /// One HAProxy instance.
@@ -229,8 +261,10 @@ pub struct Cluster {
     pub hosts: [Host; 2],
     pub haproxies: Vec<Haproxy>,
     pub http: HttpClient,
-    /// Dropped after the processes (fields drop after `Drop::drop` ran).
+    /// Unmounted after the processes are gone, before the temp dir is removed.
     pub bind: Option<BindMounts>,
+    /// Host 1's network namespace ([`Spec::netns_host1`]); deleted after the processes are gone.
+    pub netns: Option<NetNs>,
 }
 
 impl Cluster {
@@ -265,13 +299,14 @@ impl Cluster {
         let jenkins_token = dir.join("jenkins.token");
         write_secret(&jenkins_token, JENKINS_TOKEN);
         let bind = spec.bindfs.then(|| BindMounts::new(&home, dir));
+        let mut netns = spec.netns_host1.then(NetNs::create);
         let mounts = match &bind {
             Some(b) => b.mounts.clone(),
             None => [home.clone(), home.clone()],
         };
 
         let api_ports = [free_port(), free_port()];
-        let hosts = [0, 1].map(|i| Host {
+        let mut hosts = [0, 1].map(|i| Host {
             name: NAMES[i],
             api_port: api_ports[i],
             peer_port: api_ports[1 - i],
@@ -281,7 +316,25 @@ impl Cluster {
             config: dir.join(format!("{}.yaml", NAMES[i])),
             jenkins: None,
             sidecar: None,
+            listen_ip: "127.0.0.1".into(),
+            reach_ip: "127.0.0.1".into(),
+            haproxy_ip: "127.0.0.1".into(),
+            netns: None,
         });
+        if let Some(ns) = netns.as_mut() {
+            // Host 0 stays in the root namespace, where HAProxy reaches it on loopback and host 1
+            // over the veth. Host 1 listens on every address of its namespace: the veth one for
+            // HAProxy and host 0, loopback for its own sidecar (so a cut link never looks like
+            // its own Jenkins died). The test reaches host 1's API and Jenkins from inside its
+            // namespace (forwarders on the same loopback ports), like an out-of-band console.
+            hosts[0].listen_ip = "0.0.0.0".into();
+            hosts[0].reach_ip = ns.root_ip.clone();
+            hosts[1].listen_ip = "0.0.0.0".into();
+            hosts[1].reach_ip = ns.ns_ip.clone();
+            hosts[1].haproxy_ip = ns.ns_ip.clone();
+            hosts[1].netns = Some(ns.name.clone());
+            ns.forward(&[hosts[1].api_port, hosts[1].jenkins_port]);
+        }
         let haproxies: Vec<Haproxy> = (0..spec.haproxies)
             .map(|k| Haproxy {
                 cfg: dir.join(format!("haproxy-{k}.cfg")),
@@ -302,6 +355,7 @@ impl Cluster {
             haproxies,
             http: HttpClient::new(),
             bind,
+            netns,
         };
         for k in 0..cluster.haproxies.len() {
             cluster.write_haproxy_cfg(k);
@@ -339,8 +393,8 @@ impl Cluster {
         );
         for host in &self.hosts {
             cfg.push_str(&format!(
-                "    server {} 127.0.0.1:{} check port {} disabled\n",
-                host.name, host.jenkins_port, host.api_port
+                "    server {} {}:{} check port {} disabled\n",
+                host.name, host.haproxy_ip, host.jenkins_port, host.api_port
             ));
         }
         cfg.push_str(&format!(
@@ -350,8 +404,8 @@ impl Cluster {
         ));
         for host in &self.hosts {
             cfg.push_str(&format!(
-                "    server {} 127.0.0.1:{} track jenkins_http/{} on-marked-down shutdown-sessions disabled\n",
-                host.name, host.agent_port, host.name
+                "    server {} {}:{} track jenkins_http/{} on-marked-down shutdown-sessions disabled\n",
+                host.name, host.haproxy_ip, host.agent_port, host.name
             ));
         }
         fs::write(&h.cfg, cfg).expect("haproxy.cfg");
@@ -395,13 +449,16 @@ impl Cluster {
             .map(|h| h.socket.display().to_string())
             .collect();
         let fence = if self.spec.fence_peer_jenkins {
-            format!("  jenkins_url: http://127.0.0.1:{}\n", peer.jenkins_port)
+            format!(
+                "  jenkins_url: http://{}:{}\n",
+                peer.reach_ip, peer.jenkins_port
+            )
         } else {
             String::new()
         };
         let yaml = format!(
-            "node:\n  name: {name}\n  listen: 127.0.0.1:{api}\n\
-             peer:\n  name: {peer_name}\n  url: http://127.0.0.1:{peer_api}\n{fence}\
+            "node:\n  name: {name}\n  listen: {listen}:{api}\n\
+             peer:\n  name: {peer_name}\n  url: http://{peer_ip}:{peer_api}\n{fence}\
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
              home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
@@ -409,6 +466,8 @@ impl Cluster {
              timing:\n  interval: {interval}ms\n  fall: {fall}\n  lease_timeout: {lease}ms\n\
              haproxy:\n  sockets: [{sockets}]\n  backends: [jenkins_http, jenkins_agent]\n{extra}",
             name = me.name,
+            listen = me.listen_ip,
+            peer_ip = peer.reach_ip,
             api = me.api_port,
             peer_name = peer.name,
             peer_api = me.peer_port,
@@ -444,13 +503,13 @@ impl Cluster {
         let host = &self.hosts[i];
         let args: Vec<String> = [
             "--listen".into(),
-            format!("127.0.0.1:{}", host.jenkins_port),
+            format!("{}:{}", host.listen_ip, host.jenkins_port),
             "--home".into(),
             host.home.display().to_string(),
             "--name".into(),
             host.name.into(),
             "--agent-listen".into(),
-            format!("127.0.0.1:{}", host.agent_port),
+            format!("{}:{}", host.listen_ip, host.agent_port),
             "--user".into(),
             JENKINS_USER.into(),
             "--token-file".into(),
@@ -462,19 +521,24 @@ impl Cluster {
         ]
         .into();
         let log = self.dir.join(format!("{}-jenkins.log", host.name));
+        let (program, args) = host.command(&binaries().join("jenkins-standin"), args);
         let proc = Proc::spawn(
             &format!("{}-jenkins", host.name),
-            &binaries().join("jenkins-standin"),
+            &program,
             &args,
             &log,
             &[],
         );
         self.hosts[i].jenkins = Some(proc);
         let port = self.hosts[i].jenkins_port;
+        // In a namespace, loopback is a forwarder that accepts at once: ask the real address.
+        let ip: std::net::IpAddr = match &self.hosts[i].netns {
+            Some(_) => self.hosts[i].reach_ip.parse().expect("an IP address"),
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+        };
         assert!(
             wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
+                ip, port
             ))
             .is_ok()),
             "stand-in {i} did not listen"
@@ -500,9 +564,10 @@ impl Cluster {
             host.config.display().to_string(),
         ];
         let log = self.dir.join(format!("{}-sidecar.log", host.name));
+        let (program, args) = host.command(&binaries().join("jenkins-ha"), args);
         let proc = Proc::spawn(
             &format!("{}-sidecar", host.name),
-            &binaries().join("jenkins-ha"),
+            &program,
             &args,
             &log,
             &[&[("JENKINS_HA_LOG", "info")], env].concat(),
@@ -720,6 +785,8 @@ impl Drop for Cluster {
         for h in self.haproxies.iter_mut() {
             h.proc.take();
         }
+        // Unmount before the temp dir goes: its removal stops at the first mount point it meets.
+        self.bind.take();
     }
 }
 
@@ -889,20 +956,103 @@ impl BindMounts {
         BindMounts { shared, mounts }
     }
 
-    /// The bindfs process serving mount `i` (to freeze it, like a hung NFS server).
+    /// The bindfs process serving mount `i` (to freeze it, like a hung NFS server): the one live
+    /// process whose program is `bindfs` and whose last argument is exactly that mount point.
+    /// `None` when there is none, or more than one. (Read from `/proc` rather than with a `pgrep`
+    /// regex, which would take the path's characters as a pattern and could match a zombie or
+    /// another mount whose path merely ends the same way.)
     pub fn fuse_pid(&self, i: usize) -> Option<Pid> {
-        let out = Command::new("pgrep")
-            .arg("-f")
-            .arg(format!("bindfs.*{}$", self.mounts[i].display()))
+        let mount = self.mounts[i].as_os_str().as_encoded_bytes();
+        let mut found = fs::read_dir("/proc").ok()?.filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .collect();
+            let program = Path::new(std::ffi::OsStr::from_bytes(args.first()?));
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            (program.file_name()? == "bindfs" && *args.last()? == mount && state != 'Z')
+                .then(|| Pid::from_raw(pid))
+        });
+        let pid = found.next()?;
+        found.next().is_none().then_some(pid)
+    }
+
+    /// Freezes mount `i`'s FUSE process (SIGSTOP), the way a hard-mounted NFS hangs when its
+    /// server stops answering: every call on that mount blocks until [`FuseFreeze::thaw`]. The
+    /// guard thaws on drop, even in a panic, or the unmount at the end would hang too.
+    pub fn freeze(&self, i: usize) -> FuseFreeze {
+        let pid = self.fuse_pid(i).unwrap_or_else(|| {
+            panic!(
+                "no single bindfs process serves {}",
+                self.mounts[i].display()
+            )
+        });
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP bindfs");
+        FuseFreeze { pid, frozen: true }
+    }
+
+    /// Lazily unmounts mount `i` (`fusermount -u -z`): the storage is gone and the mount point
+    /// is a bare local directory again. True when it was unmounted.
+    pub fn unmount(&self, i: usize) -> bool {
+        let m = &self.mounts[i];
+        ["fusermount", "fusermount3"].iter().any(|prog| {
+            Command::new(prog)
+                .arg("-u")
+                .arg("-z")
+                .arg(m)
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// Mounts `shared` at mount point `i` again, after [`BindMounts::unmount`].
+    pub fn remount(&self, i: usize) {
+        let m = &self.mounts[i];
+        let out = Command::new("bindfs")
+            .arg("--no-allow-other")
+            .arg(&self.shared)
+            .arg(m)
             .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
+            .expect("run bindfs");
+        assert!(
+            out.status.success(),
+            "bindfs {} {} failed: {}",
+            self.shared.display(),
+            m.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether mount point `i` has a filesystem mounted on it (per `/proc/self/mountinfo`).
+    pub fn is_mounted(&self, i: usize) -> bool {
+        let mount = self.mounts[i].display().to_string();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
             .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-            .map(Pid::from_raw)
+            .any(|l| l.split(' ').nth(4) == Some(mount.as_str()))
+    }
+}
+
+/// A frozen FUSE process (see [`BindMounts::freeze`]); SIGCONT on [`FuseFreeze::thaw`] or drop.
+pub struct FuseFreeze {
+    pub pid: Pid,
+    frozen: bool,
+}
+
+impl FuseFreeze {
+    pub fn thaw(&mut self) {
+        if std::mem::take(&mut self.frozen) {
+            let _ = kill(self.pid, Signal::SIGCONT);
+        }
+    }
+}
+
+impl Drop for FuseFreeze {
+    fn drop(&mut self) {
+        self.thaw();
     }
 }
 
@@ -925,6 +1075,215 @@ impl Drop for BindMounts {
                 let _ = Command::new("umount").arg("-l").arg(m).status();
             }
         }
+    }
+}
+
+/// A network namespace joined to the root one by a veth pair on its own /24 in 10.231.0.0/16:
+/// the root side is `root_ip`, the namespace side `ns_ip`. Names carry the test process's pid
+/// and a counter, so parallel runs do not collide. Deleted on drop, even in a panic.
+///
+/// [`NetNs::set_link`] takes the namespace's end of the veth down or up: a real partition, as
+/// the processes see it (no route, no answer), unlike a [`Relay`] which cuts one port.
+pub struct NetNs {
+    pub name: String,
+    pub veth_root: String,
+    pub veth_ns: String,
+    pub root_ip: String,
+    pub ns_ip: String,
+    forwards: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl NetNs {
+    /// Creates the namespace and the veth pair, addresses both ends and brings them up (and the
+    /// namespace's loopback). Panics, after cleaning up, when `ip` cannot (not root?).
+    pub fn create() -> NetNs {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let tag = format!("{pid}x{n}");
+        // A /24 that no interface uses yet, starting from a spread of pid and time.
+        let used = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let seed = pid as usize * 7
+            + n as usize * 31
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as usize)
+                .unwrap_or(0);
+        let subnet = (0..250)
+            .map(|k| (seed + k) % 250 + 2)
+            .find(|x| !used.contains(&format!("10.231.{x}.")))
+            .expect("a free /24 in 10.231.0.0/16");
+        let ns = NetNs {
+            name: format!("jha{tag}"),
+            veth_root: format!("jhr{tag}"),
+            veth_ns: format!("jhn{tag}"),
+            root_ip: format!("10.231.{subnet}.1"),
+            ns_ip: format!("10.231.{subnet}.2"),
+            forwards: None,
+        };
+        let setup = || -> Result<(), String> {
+            ip(&["netns", "add", &ns.name])?;
+            ip(&[
+                "link",
+                "add",
+                &ns.veth_root,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns.veth_ns,
+                "netns",
+                &ns.name,
+            ])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", ns.root_ip),
+                "dev",
+                &ns.veth_root,
+            ])?;
+            ip(&["link", "set", &ns.veth_root, "up"])?;
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{}/24", ns.ns_ip),
+                "dev",
+                &ns.veth_ns,
+            ])?;
+            ip(&["-n", &ns.name, "link", "set", &ns.veth_ns, "up"])?;
+            ip(&["-n", &ns.name, "link", "set", "lo", "up"])
+        };
+        if let Err(e) = setup() {
+            drop(ns);
+            panic!("cannot set up a network namespace (needs root and iproute2): {e}");
+        }
+        ns
+    }
+
+    /// Takes the namespace's end of the veth down (`false`: the link is cut) or up again.
+    pub fn set_link(&self, up: bool) {
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "set",
+            &self.veth_ns,
+            if up { "up" } else { "down" },
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Forwards `127.0.0.1:PORT` of the root namespace to `127.0.0.1:PORT` inside this one, for
+    /// each port: the test's view of a host in the namespace, unaffected by [`NetNs::set_link`].
+    /// One thread that entered the namespace makes every outbound connection.
+    pub fn forward(&mut self, ports: &[u16]) {
+        use std::os::fd::AsRawFd;
+        assert!(self.forwards.is_none(), "forward() once per namespace");
+        // Bound here, in the root namespace (a socket stays in the namespace it was made in).
+        let listeners: Vec<(std::net::TcpListener, u16)> = ports
+            .iter()
+            .map(|p| {
+                let l = std::net::TcpListener::bind(("127.0.0.1", *p))
+                    .unwrap_or_else(|e| panic!("forwarder on 127.0.0.1:{p}: {e}"));
+                l.set_nonblocking(true).expect("nonblocking");
+                (l, *p)
+            })
+            .collect();
+        let ns_file = fs::File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-forward", self.name))
+            .spawn(move || {
+                // SAFETY: setns(2) on a valid namespace fd; CLONE_NEWNET moves only this thread,
+                // which from here on only makes sockets for the forwarding below.
+                let rc = unsafe { nix::libc::setns(ns_file.as_raw_fd(), nix::libc::CLONE_NEWNET) };
+                let entered = if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error().to_string())
+                };
+                let ok = entered.is_ok();
+                let _ = entered_tx.send(entered);
+                if !ok {
+                    return;
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("forwarder runtime");
+                rt.block_on(async move {
+                    for (listener, port) in listeners {
+                        let listener =
+                            tokio::net::TcpListener::from_std(listener).expect("forward listener");
+                        tokio::spawn(forward_port(listener, port));
+                    }
+                    let _ = stop_rx.await;
+                });
+            })
+            .expect("spawn the forwarder");
+        entered_rx
+            .recv()
+            .expect("the forwarder thread")
+            .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+        self.forwards = Some((stop, thread));
+    }
+}
+
+/// Accepts on `listener` (root namespace) and connects to `127.0.0.1:port` from the current
+/// thread's namespace, copying both ways.
+async fn forward_port(listener: tokio::net::TcpListener, port: u16) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            // A socket made on this thread, so in the namespace it entered.
+            let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                return;
+            };
+            let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            if let Ok(mut outbound) = socket.connect(to).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.forwards.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        let _ = ip(&["link", "del", &self.veth_root]);
+        let _ = ip(&["netns", "del", &self.name]);
     }
 }
 

@@ -55,8 +55,13 @@ struct Io {
 impl Io {
     fn scan(&mut self) -> Result<ScanResult, WatchError> {
         let result = self.scanner.scan()?;
+        let remounted = self.scanner.take_remounted();
         if let Some(inotify) = self.inotify.as_mut() {
-            inotify.sync(self.scanner.watch_dirs())?;
+            if remounted {
+                inotify.rewatch(self.scanner.watch_dirs())?;
+            } else {
+                inotify.sync(self.scanner.watch_dirs())?;
+            }
         }
         Ok(result)
     }

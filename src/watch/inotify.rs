@@ -120,6 +120,15 @@ impl InotifyWatcher {
         Ok(added)
     }
 
+    /// Drops every watch and makes them again for `dirs`: after the home was mounted again, the
+    /// old watches belong to the old mount and would never fire.
+    pub fn rewatch(&mut self, dirs: Vec<PathBuf>) -> Result<usize, WatchError> {
+        for path in std::mem::take(&mut self.watched) {
+            let _ = self.watcher.unwatch(&path);
+        }
+        self.sync(dirs)
+    }
+
     /// How many directories are watched.
     pub fn watched(&self) -> usize {
         self.watched.len()
@@ -332,5 +341,28 @@ mod tests {
         std::fs::write(home.join("jobs/app/config.xml"), "<b/>").unwrap();
         assert!(wait(&mut rx, 2000).await, "a config edit ticks");
         assert_eq!(w.sync(scanner.watch_dirs()).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn rewatch_makes_every_watch_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        std::fs::create_dir_all(home.join("jobs/app")).unwrap();
+        std::fs::write(home.join("jobs/app/config.xml"), "<a/>").unwrap();
+        let mut scanner = crate::watch::Scanner::new(home, None).unwrap();
+        scanner.scan().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut w = spawn_inotify(home, None, tx).unwrap();
+        w.sync(scanner.watch_dirs()).unwrap();
+        assert!(wait(&mut rx, 1000).await);
+        assert_eq!(
+            w.rewatch(scanner.watch_dirs()).unwrap(),
+            3,
+            "all made again"
+        );
+        assert_eq!(w.watched(), 3);
+        assert!(wait(&mut rx, 1000).await, "new watches tick");
+        std::fs::write(home.join("jobs/app/config.xml"), "<b/>").unwrap();
+        assert!(wait(&mut rx, 2000).await, "a config edit still ticks");
     }
 }

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 pub use batch::{BatchConfig, Batcher, ReloadPlan};
 pub use driver::HomeWatch;
 pub use inotify::{is_relevant, spawn_inotify, InotifyWatcher};
-pub use mode::{detect, Effective};
+pub use mode::{detect, fs_identity, Effective, FsIdentity};
 pub use scan::{ScanResult, ScanStats, Scanner};
 
 /// Why the watcher could not do its job. One line, naming the path and what to do.

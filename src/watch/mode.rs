@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use nix::sys::statfs::statfs;
+use nix::sys::statvfs::statvfs;
 
 use super::driver::INOTIFY_SAFETY_RESCAN;
 use super::WatchError;
@@ -74,6 +75,46 @@ fn f_type(path: &Path) -> Result<u32, WatchError> {
     // are 32-bit, so truncating is exact (and undoes any sign extension).
     #[allow(clippy::unnecessary_cast)]
     Ok(st.filesystem_type().0 as u32)
+}
+
+/// Which filesystem a path is on, beyond its device number: its type and its id (`statfs` f_type
+/// and f_fsid). The same storage mounted again keeps both, although it may get a new device
+/// number (it does while files of the old mount are still open, as a JVM keeps its logs open);
+/// the bare mount point left by an unmount is on the parent filesystem, of another type or id.
+/// Some filesystems (FUSE, and NFS on some kernels) report an f_fsid of 0: for them the type
+/// alone tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsIdentity {
+    pub f_type: u32,
+    pub fsid: u64,
+}
+
+impl fmt::Display for FsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match remote_filesystem(self.f_type) {
+            Some(name) => write!(
+                f,
+                "{name} (f_type {:#x}, fsid {:#x})",
+                self.f_type, self.fsid
+            ),
+            None => write!(f, "f_type {:#x}, fsid {:#x}", self.f_type, self.fsid),
+        }
+    }
+}
+
+/// The [`FsIdentity`] of the filesystem holding `path`.
+pub fn fs_identity(path: &Path) -> Result<FsIdentity, WatchError> {
+    let vfs = statvfs(path).map_err(|source| WatchError::Statfs {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // c_ulong on every Linux target; u64 holds it.
+    #[allow(clippy::unnecessary_cast)]
+    let fsid = vfs.filesystem_id() as u64;
+    Ok(FsIdentity {
+        f_type: f_type(path)?,
+        fsid,
+    })
 }
 
 /// Decides the effective mode for `home` and says why, in one sentence for `status`:

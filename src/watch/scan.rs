@@ -52,7 +52,9 @@ use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstatat, FileStat, SFlag};
 
-use super::{is_root_config_xml, is_temp_name, Change, ChangeKind, WatchError};
+use super::{
+    fs_identity, is_root_config_xml, is_temp_name, Change, ChangeKind, FsIdentity, WatchError,
+};
 
 /// How recent a stamp must be to be distrusted (see the module docs). Generous, to absorb some
 /// clock skew between an NFS server and this machine.
@@ -185,6 +187,11 @@ struct Listing {
 pub struct Scanner {
     home: PathBuf,
     home_dev: u64,
+    /// The home's filesystem at start, to tell a remount of the same storage (a new device
+    /// number, same filesystem) from an unmount (the bare mount point: another filesystem).
+    home_fs: Option<FsIdentity>,
+    /// Set when a scan found the home mounted again on a new device; see [`Scanner::take_remounted`].
+    remounted: bool,
     /// The lease directory's parent and name, to skip it should it sit under a listed directory.
     lease: Option<(PathBuf, String)>,
     threads: usize,
@@ -220,9 +227,12 @@ impl Scanner {
                 .map(|name| (parent.to_path_buf(), name.to_string())),
             _ => None,
         };
+        let home_fs = fs_identity(&home).ok();
         Ok(Scanner {
             home,
             home_dev: meta.dev(),
+            home_fs,
+            remounted: false,
             lease,
             threads: 2,
             racy_window: RACY_WINDOW,
@@ -326,7 +336,8 @@ impl Scanner {
     ///
     /// Fails only when the home itself cannot be read, or is no longer on the filesystem it was
     /// on at start (unmounted): reporting every job as removed then would be wrong. The state
-    /// is left as it was, so the next successful scan reports what changed meanwhile.
+    /// is left as it was, so the next successful scan reports what changed meanwhile. The same
+    /// filesystem mounted again on a new device number (see [`FsIdentity`]) is scanned as before.
     pub fn scan(&mut self) -> Result<ScanResult, WatchError> {
         let started = Instant::now();
         let racy_since_ns = SystemTime::now()
@@ -345,9 +356,24 @@ impl Scanner {
             });
         }
         if home_meta.dev() != self.home_dev {
-            return Err(WatchError::HomeMoved {
-                path: self.home.clone(),
-            });
+            let now = fs_identity(&self.home).ok();
+            match (self.home_fs, now) {
+                (Some(was), Some(now)) if was == now => {
+                    tracing::info!(
+                        "JENKINS_HOME {} is mounted again ({now}, device {} now {}); scanning it",
+                        self.home.display(),
+                        self.home_dev,
+                        home_meta.dev()
+                    );
+                    self.home_dev = home_meta.dev();
+                    self.remounted = true;
+                }
+                _ => {
+                    return Err(WatchError::HomeMoved {
+                        path: self.home.clone(),
+                    })
+                }
+            }
         }
 
         let mut ctx = Ctx::new(!self.baseline_done, racy_since_ns, self.trace.is_some());
@@ -394,6 +420,12 @@ impl Scanner {
             stats,
             problems,
         })
+    }
+
+    /// Whether a scan since the last call found the home mounted again on a new device (then
+    /// watches on the old mount, such as inotify's, are dead and must be made again).
+    pub fn take_remounted(&mut self) -> bool {
+        std::mem::take(&mut self.remounted)
     }
 
     fn count_items(&self) -> usize {
@@ -1664,15 +1696,41 @@ mod tests {
     fn an_unmounted_home_is_an_error_not_a_mass_removal() {
         let dir = home();
         let mut s = scanner(dir.path());
-        s.home_dev ^= 1; // as if another filesystem were now mounted there
+        // As if the bare mount point were there now: another device, another filesystem.
+        s.home_dev ^= 1;
+        s.home_fs = s.home_fs.map(|f| FsIdentity {
+            f_type: f.f_type ^ 1,
+            ..f
+        });
         let e = s.scan().unwrap_err();
         assert!(e.to_string().contains("unmounted"), "{e}");
+        assert!(!s.take_remounted());
         let gone = tempfile::tempdir().unwrap();
         let mut s = scanner(gone.path());
         let path = gone.path().to_path_buf();
         drop(gone);
         assert!(matches!(s.scan(), Err(WatchError::Unreadable { .. })));
         assert!(Scanner::new(&path, None).is_err());
+    }
+
+    #[test]
+    fn the_same_filesystem_mounted_again_on_a_new_device_is_scanned() {
+        let dir = home();
+        let h = dir.path();
+        let mut s = scanner(h);
+        assert!(s.home_fs.is_some());
+        // As if the storage came back on a new device number: the same filesystem.
+        s.home_dev ^= 1;
+        fs::write(h.join("config.xml"), "<hudson>edited while away</hudson>").unwrap();
+        let r = s.scan().unwrap();
+        assert_eq!(
+            r.changes,
+            vec![Change::global(ChangeKind::Modified, "config.xml")]
+        );
+        assert!(s.take_remounted());
+        assert!(!s.take_remounted(), "reported once");
+        assert!(s.scan().unwrap().changes.is_empty());
+        assert!(!s.take_remounted());
     }
 
     #[test]
