@@ -154,9 +154,14 @@ pub struct FileLease {
 }
 
 impl FileLease {
-    /// Opens (and creates, if needed) the lease directory.
+    /// Opens the lease directory, creating it (one level only: its parent, the shared
+    /// JENKINS_HOME, must exist) if needed.
     pub fn open(dir: &Path) -> Result<Self, LeaseError> {
-        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(io("create", dir, e)),
+        }
         Ok(FileLease {
             dir: dir.to_path_buf(),
             highest_known: AtomicU64::new(0),

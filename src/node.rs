@@ -377,6 +377,16 @@ impl Node {
     /// Opens the lease and starts the adapter tasks. Errors are start-up failures.
     pub fn start(shared: Arc<Shared>) -> Result<Node, String> {
         let config = &shared.config;
+        // Never create a lease on a bare mount point: with the shared storage unmounted, a lease
+        // made here would be a second, private truth and could let two nodes claim term 1.
+        if !config.lease_dir.is_dir() && !config.jenkins.home.join("config.xml").is_file() {
+            return Err(format!(
+                "lease.dir {} does not exist and jenkins.home {} holds no config.xml: is the shared \
+                 JENKINS_HOME mounted? (refusing to create a lease outside it)",
+                config.lease_dir.display(),
+                config.jenkins.home.display()
+            ));
+        }
         let lease = FileLease::open(&config.lease_dir)
             .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?;
         let deadline = config.timing.interval.max(Duration::from_millis(200));
@@ -516,6 +526,15 @@ impl Node {
             age: p.at.elapsed(),
         });
         let (lease, paused) = match snapshot {
+            // Our own term read as garbage (a torn or cached read): that is "cannot read", not
+            // "someone else holds it"; our next renewal rewrites it.
+            Ok(LeaseSnapshot {
+                newest: Some(TermFile::Garbage { term, why }),
+                paused,
+            }) if Some(*term) == self.core.held_term() => (
+                crate::decide::LeaseObs::Unreadable(format!("term-{term} is unreadable: {why}")),
+                *paused,
+            ),
             Ok(s) => (s.obs(), s.paused),
             Err(e) => (
                 crate::decide::LeaseObs::Unreadable(e.to_string()),

@@ -20,6 +20,7 @@ impl Dir {
     fn new() -> Dir {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("home")).unwrap();
+        fs::write(tmp.path().join("home/config.xml"), "<hudson/>").unwrap();
         let token = tmp.path().join("cluster.token");
         fs::write(&token, "t0ken\n").unwrap();
         fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
@@ -221,4 +222,24 @@ fn run_can_log_json() {
     for l in stderr.lines() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
+}
+
+#[test]
+fn run_refuses_to_create_a_lease_on_a_bare_mount_point() {
+    // JENKINS_HOME not mounted: the mount point is an empty directory. A lease created there
+    // would be private to this node, and two nodes could both claim term 1.
+    let d = Dir::new();
+    fs::remove_file(d.path().join("home/config.xml")).unwrap();
+    let c = d.config(|t| t);
+    let out = run(&["run"], &c, Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is the shared JENKINS_HOME mounted?"),
+        "{stderr}"
+    );
+    assert!(
+        !d.path().join("home/.jenkins-ha").exists(),
+        "a lease directory was created"
+    );
 }
