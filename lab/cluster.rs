@@ -385,6 +385,7 @@ impl Cluster {
              load-server-state-from-file global\n\n\
              frontend jenkins\n    bind 127.0.0.1:{front}\n    default_backend jenkins_http\n\n\
              backend jenkins_http\n    option httpchk GET /active\n    http-check expect status 200\n    \
+             option redispatch 1\n    retries 2\n    \
              default-server inter {inter}ms fastinter {fast}ms downinter {inter}ms rise 1 fall 2\n",
             sock = h.socket.display(),
             state = h.state_file.display(),
@@ -557,6 +558,8 @@ impl Cluster {
 
     /// Starts host `i`'s sidecar with extra environment variables (e.g. `NOTIFY_SOCKET`).
     pub fn start_sidecar_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        // LAB_LOG overrides the sidecars' log filter (e.g. LAB_LOG=debug).
+        let log_filter = std::env::var("LAB_LOG").unwrap_or_else(|_| "info".into());
         let host = &self.hosts[i];
         let args = vec![
             "run".to_string(),
@@ -570,7 +573,7 @@ impl Cluster {
             &program,
             &args,
             &log,
-            &[&[("JENKINS_HA_LOG", "info")], env].concat(),
+            &[&[("JENKINS_HA_LOG", log_filter.as_str())], env].concat(),
         );
         self.hosts[i].sidecar = Some(proc);
     }
@@ -685,7 +688,12 @@ impl Cluster {
 
     /// A request through HAProxy's HTTP frontend: (status, which stand-in answered).
     pub async fn through_haproxy(&self, k: usize, path: &str) -> Option<(u16, Option<String>)> {
-        let r = self.get(self.haproxies[k].front_port, path).await?;
+        // A short timeout: a request caught in HAProxy's retries to a dead server must not hide
+        // the moment the next one is served.
+        let port = self.haproxies[k].front_port;
+        let r = self
+            .request(hyper::Method::GET, port, path, Duration::from_millis(500))
+            .await?;
         Some((
             r.status.as_u16(),
             r.header("X-Standin-Node").map(str::to_string),

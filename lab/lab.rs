@@ -42,7 +42,16 @@ async fn main() {
         spec.interval.as_millis(),
         spec.lease_timeout.as_millis()
     );
-    let mut c = Cluster::start(spec);
+    // LAB_DIR=path keeps every file and log there after the run.
+    let mut c = match std::env::var("LAB_DIR") {
+        Ok(dir) => {
+            let mut c = Cluster::prepare_in(std::path::Path::new(&dir), spec);
+            c.start_sidecar(0);
+            c.start_sidecar(1);
+            c
+        }
+        Err(_) => Cluster::start(spec),
+    };
     println!("lab: files and logs in {}", c.dir.display());
     let Some(active) = c.wait_one_active(Duration::from_secs(20)).await else {
         eprintln!("lab: no node became active in 20 s\n{}", c.logs());
@@ -71,11 +80,12 @@ async fn main() {
         NAMES[active]
     );
     let killed = Instant::now();
+    let killed_at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
     c.kill_jenkins(active);
     let served = c.wait_served_by(0, standby, Duration::from_secs(60)).await;
     match served {
         Some(_) => println!(
-            "lab: HAProxy served {}'s Jenkins (HTTP 200) {:.2} s after the kill",
+            "lab: HAProxy served {}'s Jenkins (HTTP 200) {:.2} s after the kill (at {killed_at})",
             NAMES[standby],
             killed.elapsed().as_secs_f64()
         ),

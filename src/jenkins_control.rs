@@ -135,6 +135,9 @@ pub struct JenkinsControl {
     /// `jenkins.reload_timeout` and `jenkins.restart_command` come from here: SIGHUP may change them.
     live: Arc<Mutex<crate::node::Reloadable>>,
     metrics: Arc<Metrics>,
+    /// Wakes the decision loop when the health crosses `fall` or `rise` (no waiting for a tick).
+    wake: Arc<tokio::sync::Notify>,
+    rise: u32,
 }
 
 impl JenkinsControl {
@@ -143,6 +146,7 @@ impl JenkinsControl {
         state: Arc<Mutex<JenkinsState>>,
         metrics: Arc<Metrics>,
         live: Arc<Mutex<crate::node::Reloadable>>,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Result<Self, JenkinsError> {
         let token = config
             .jenkins
@@ -175,6 +179,8 @@ impl JenkinsControl {
             fall: config.timing.fall,
             live,
             metrics,
+            wake,
+            rise: config.timing.rise,
         })
     }
 
@@ -465,6 +471,19 @@ impl JenkinsControl {
                 }
             }
         });
+        let after = self.snapshot();
+        if after.failures > 0 {
+            tracing::debug!(
+                "Jenkins health check failed ({} in a row): {:?}",
+                after.failures,
+                probe.health
+            );
+        }
+        if (after.failures == self.fall && before.failures < self.fall)
+            || (after.successes == self.rise && before.successes < self.rise)
+        {
+            self.wake.notify_one();
+        }
         if probe.health != Health::Up {
             // A standby Jenkins that is slow or flapping must still be kept quiet: ask blindly
             // (quietDown is idempotent; one that times out may still take effect).
@@ -714,6 +733,7 @@ impl JenkinsControl {
                     s.reload_failed = true;
                     s.last_reload = Some(record("failed: still 503 after the reload timeout"));
                 });
+                self.wake.notify_one();
                 self.run_restart_command().await;
                 ReloadEnd::Failed
             }

@@ -80,7 +80,7 @@ pub struct Shared {
     pub jenkins: Arc<Mutex<JenkinsState>>,
     pub routing: Arc<Mutex<RoutingState>>,
     /// Wakes the loop for an immediate tick (a peer released its term, an operator command).
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
     pub commands: Mutex<Option<Command>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The settings SIGHUP can change while running.
@@ -122,7 +122,7 @@ impl Shared {
             peer: Mutex::new(None),
             jenkins: Arc::new(Mutex::new(JenkinsState::default())),
             routing: Arc::new(Mutex::new(RoutingState::default())),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             commands: Mutex::new(None),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             live: Arc::new(Mutex::new(Reloadable::of(&config_for_live))),
@@ -398,6 +398,7 @@ impl Node {
             shared.jenkins.clone(),
             shared.metrics.clone(),
             shared.live.clone(),
+            shared.wake.clone(),
         )
         .map_err(|e| format!("jenkins.url: {e}"))?;
         let jenkins_client = control.client().clone();
