@@ -763,6 +763,74 @@ impl Cluster {
         .await
     }
 
+    /// Starts both sidecars' cluster and waits until it has settled: see [`Cluster::settle`].
+    pub async fn start_settled(spec: Spec) -> (Cluster, usize) {
+        let c = Cluster::start(spec);
+        let active = c.settle().await;
+        (c, active)
+    }
+
+    /// Waits until exactly one node is active, every HAProxy routes to it and serves a 200 from
+    /// its Jenkins (its promotion is over), its Jenkins is out of quiet-down, and the other node
+    /// is a healthy, quiet standby that both sidecars see. Returns the active's index; panics
+    /// with every log otherwise.
+    pub async fn settle(&self) -> usize {
+        let active = self
+            .wait_one_active(Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|| panic!("no single active node\n{}", self.logs()));
+        let standby = 1 - active;
+        for k in 0..self.haproxies.len() {
+            assert!(
+                self.wait_routed(k, active, Duration::from_secs(5)).await,
+                "HAProxy {k} not routed to {}\n{}",
+                NAMES[active],
+                self.logs()
+            );
+            assert!(
+                self.wait_served_by(k, active, Duration::from_secs(10))
+                    .await
+                    .is_some(),
+                "HAProxy {k} does not serve from {}\n{}",
+                NAMES[active],
+                self.logs()
+            );
+        }
+        let settled = self
+            .wait(Duration::from_secs(10), || async {
+                let a = self.status(active).await?;
+                let s = self.status(standby).await?;
+                let ok = a.active.as_deref() == Some(NAMES[active])
+                    && a.nodes[1].role.as_str() == "standby"
+                    && a.nodes[1].jenkins_healthy
+                    && s.nodes[1].role.as_str() == "active"
+                    && self.quieting_down(standby).await == Some(true)
+                    && self.quieting_down(active).await == Some(false);
+                ok.then_some(())
+            })
+            .await;
+        assert!(
+            settled.is_some(),
+            "the cluster did not settle\n{}",
+            self.logs()
+        );
+        active
+    }
+
+    /// The term files in the lease directory, sorted by name.
+    pub fn term_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.home.join(".jenkins-ha"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("term-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// Every process's log, for a failing test.
     pub fn logs(&self) -> String {
         let mut out = String::new();

@@ -24,16 +24,7 @@ async fn started(spec: Spec) -> (Cluster, usize) {
 }
 
 fn term_files(c: &Cluster) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(c.home.join(".jenkins-ha"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("term-"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    c.term_files()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,14 +154,18 @@ async fn killing_the_active_jenkins_fails_over_to_the_standby() {
             "{b}"
         );
     }
-    let state = c.jenkins_state(standby).await.unwrap();
+    // Served means the reload is over; quiet-down is cancelled right after it.
+    let state = c
+        .wait(Duration::from_secs(3), || async {
+            c.jenkins_state(standby)
+                .await
+                .filter(|s| s["quietingDown"] == false)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the new active is still quieting down\n{}", c.logs()));
     assert!(
         state["fullReloadsCompleted"].as_u64().unwrap() > reloads_before,
         "the new active was not reloaded: {state}"
-    );
-    assert_eq!(
-        state["quietingDown"], false,
-        "the new active is still quieting down"
     );
     assert_eq!(c.active_code(active).await, Some(503));
     assert_eq!(c.active_code(standby).await, Some(200));

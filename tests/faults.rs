@@ -72,38 +72,11 @@ async fn assert_converged(c: &Cluster, active: usize) {
 }
 
 async fn started(spec: Spec) -> (Cluster, usize) {
-    let c = Cluster::start(spec);
-    let active = c
-        .wait_one_active(Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("no single active node\n{}", c.logs()));
-    assert!(c
-        .wait_served_by(0, active, Duration::from_secs(10))
-        .await
-        .is_some());
-    let settled = c
-        .wait(Duration::from_secs(10), || async {
-            let s = c.status(active).await?;
-            (s.nodes[1].jenkins_healthy && c.quieting_down(1 - active).await == Some(true))
-                .then_some(())
-        })
-        .await;
-    assert!(
-        settled.is_some(),
-        "the cluster did not settle\n{}",
-        c.logs()
-    );
-    (c, active)
+    Cluster::start_settled(spec).await
 }
 
 fn terms(c: &Cluster) -> usize {
-    std::fs::read_dir(c.home.join(".jenkins-ha"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("term-"))
-                .count()
-        })
-        .unwrap_or(0)
+    c.term_files().len()
 }
 
 /// Keeps editing job configs (top-level and nested) through one node's mount, remembering the

@@ -11,34 +11,7 @@ use std::time::{Duration, Instant};
 use cluster::{Cluster, Spec, NAMES};
 
 async fn started(spec: Spec) -> (Cluster, usize) {
-    let c = Cluster::start(spec);
-    let active = c
-        .wait_one_active(Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("no single active node\n{}", c.logs()));
-    assert!(c.wait_routed(0, active, Duration::from_secs(5)).await);
-    // The active's promotion reload is over once HAProxy serves a 200 from it.
-    assert!(c
-        .wait_served_by(0, active, Duration::from_secs(10))
-        .await
-        .is_some());
-    // Both Jenkins settled (the standby quiet and healthy, the active promoted).
-    let settled = c
-        .wait(Duration::from_secs(10), || async {
-            let s = c.status(active).await?;
-            let ok = s.active.as_deref() == Some(NAMES[active])
-                && s.nodes[1].jenkins_healthy
-                && c.quieting_down(1 - active).await == Some(true)
-                && c.quieting_down(active).await == Some(false);
-            ok.then_some(())
-        })
-        .await;
-    assert!(
-        settled.is_some(),
-        "the cluster did not settle\n{}",
-        c.logs()
-    );
-    (c, active)
+    Cluster::start_settled(spec).await
 }
 
 /// A bounded load through HAProxy: requests back to back until stopped (at most `max`).
