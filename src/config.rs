@@ -19,14 +19,34 @@ use crate::haproxy::Endpoint;
 /// Where `run` and the other subcommands look when `-c` and `JENKINS_HA_CONFIG` are not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/jenkins-ha/config.yaml";
 
+/// The longest duration any key accepts: far beyond any sensible setting, and small enough that
+/// the multiples and sums the daemon derives from them (3 × interval, interval × fall, ...) cannot
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One problem in the config file, rendered as a single line.
+///
+/// The field and the message may quote the file (an unknown key, a path), which can hold line
+/// breaks; `Display` escapes control characters so the rendering stays one line whatever the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}: {field}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
     pub field: String,
     pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.line.map(|l| format!(":{l}")).unwrap_or_default();
+        let text = format!(
+            "{}{line}: {}: {}",
+            self.file.display(),
+            self.field,
+            self.message
+        );
+        f.write_str(&crate::escape_controls(&text))
+    }
 }
 
 /// A secret read from a file. Its `Debug` and `Display` are redacted so it cannot leak into logs.
@@ -482,6 +502,23 @@ impl Validator<'_> {
         };
 
         let t = &raw.timing;
+        let durations = [
+            ("timing.interval", Some(t.interval)),
+            ("timing.lease_timeout", Some(t.lease_timeout)),
+            ("jenkins.timeout", raw.jenkins.timeout),
+            ("jenkins.reload_timeout", Some(raw.jenkins.reload_timeout)),
+            ("watch.poll_interval", Some(raw.watch.poll_interval)),
+            ("watch.debounce", Some(raw.watch.debounce)),
+            ("haproxy.timeout", Some(raw.haproxy.timeout)),
+        ];
+        for (field, d) in durations {
+            if let Some(d) = d.filter(|d| *d > MAX_DURATION) {
+                return Err(self.err(
+                    field,
+                    format!("must be at most {}, got {}", show(MAX_DURATION), show(d)),
+                ));
+            }
+        }
         if t.interval < Duration::from_millis(10) {
             return Err(self.err(
                 "timing.interval",
@@ -778,6 +815,80 @@ mod tests {
         assert_eq!(e.field, "timing.lease_timeout");
         assert_eq!(e.line, Some(15));
         assert!(e.message.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn errors_quoting_line_breaks_stay_one_line() {
+        // Found by the config_parser fuzz target: an unknown key, a value or a path holding a
+        // line break came out as a multi-line error.
+        let s = Setup::new();
+        let cases = [
+            s.yaml("\"time\\ning\": {}\n"),
+            s.yaml("watch:\n  mode: \"po\\r\\nll\"\n"),
+            s.yaml("").replace("home: home", "home: \"ho\\nme\""),
+            s.yaml("")
+                .replace("token_file: cluster.token", "token_file: \"a\\u2028b\""),
+        ];
+        for text in cases {
+            let e = s.parse(&text).unwrap_err();
+            let line = e.to_string();
+            assert!(
+                !line.contains(['\n', '\r', '\u{2028}']),
+                "{line:?} from {e:?}"
+            );
+            assert!(
+                line.contains("\\n") || line.contains("\\u{2028}"),
+                "{line:?}"
+            );
+        }
+        let e = s.parse(&s.yaml("\"time\\ning\": {}\n")).unwrap_err();
+        assert_eq!(
+            e.field, "time\ning",
+            "the field itself keeps the key as written"
+        );
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        // Found by the config_parser fuzz target: interval > Duration::MAX / 3 panicked in
+        // `3 × interval` ("overflow when multiplying duration by scalar").
+        let s = Setup::new();
+        let max = "18446744073709551615s"; // u64::MAX seconds: the longest humantime accepts
+        for (key, field) in [
+            ("timing:\n  interval", "timing.interval"),
+            ("timing:\n  lease_timeout", "timing.lease_timeout"),
+            ("jenkins:\n  timeout", "jenkins.timeout"),
+            ("jenkins:\n  reload_timeout", "jenkins.reload_timeout"),
+            ("watch:\n  poll_interval", "watch.poll_interval"),
+            ("watch:\n  debounce", "watch.debounce"),
+            ("haproxy:\n  timeout", "haproxy.timeout"),
+        ] {
+            let (section, key) = key.split_once(":\n  ").unwrap();
+            // Put the key into the section the base config already has, or add the section.
+            let base = s.yaml("");
+            let text = if base.contains(&format!("\n{section}:\n")) {
+                base.replace(
+                    &format!("\n{section}:\n"),
+                    &format!("\n{section}:\n  {key}: {max}\n"),
+                )
+            } else {
+                format!("{base}{section}:\n  {key}: {max}\n")
+            };
+            let e = s.parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.starts_with("must be at most 1day"), "{e}");
+        }
+        let c = s
+            .parse(&s.yaml("timing:\n  interval: 1day\n  lease_timeout: 1day\n"))
+            .unwrap_err();
+        assert_eq!(
+            c.field, "timing.lease_timeout",
+            "1 day is allowed, 3 × 1 day is checked"
+        );
+        let ok = s
+            .parse(&s.yaml("timing:\n  interval: 8h\n  lease_timeout: 1day\n"))
+            .unwrap();
+        assert_eq!(ok.timing.margin(), Duration::from_secs(16 * 3600));
     }
 
     #[test]

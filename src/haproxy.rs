@@ -265,9 +265,12 @@ fn split_severity(text: &str) -> (Option<u8>, &str) {
 }
 
 /// HAProxy's error messages may span lines; an error of ours must be one line.
+///
+/// Lines end at `\n` and also at a lone `\r` (`str::lines` keeps those); any other control
+/// character left is escaped, so the result prints as one line whatever the reply held.
 fn one_line(message: &str) -> String {
     let joined = message
-        .lines()
+        .split(['\n', '\r'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
@@ -275,7 +278,7 @@ fn one_line(message: &str) -> String {
     if joined.is_empty() {
         "(no message)".to_string()
     } else {
-        joined
+        crate::escape_controls(&joined)
     }
 }
 
@@ -973,6 +976,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains('\n'), "{e}");
+        // Found by the haproxy_reply fuzz target: a lone CR (which `str::lines` does not split
+        // at) and other control characters stayed in the one-line error.
+        let e = check_reply("\n[3]: No such\rbackend\0.\r\n\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "HAProxy rejected the command: No such backend\\u{0}.");
+        assert_eq!(one_line("a\u{2028}b\tc"), "a\\u{2028}b\\tc");
     }
 
     #[test]

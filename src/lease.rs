@@ -253,7 +253,11 @@ pub fn parse_term_file(term: u64, bytes: &[u8]) -> TermFile {
         )),
         Ok(r) if r.node.is_empty() => garbage("it names no node".into()),
         Ok(r) => TermFile::Valid(r),
-        Err(e) => garbage(format!("not a term record: {e}")),
+        // serde_json quotes an unknown key as decoded: escaped, a `\n` in it stays on the line.
+        Err(e) => garbage(format!(
+            "not a term record: {}",
+            crate::escape_controls(&e.to_string())
+        )),
     }
 }
 
@@ -466,6 +470,20 @@ mod tests {
             h.iter().map(|f| f.term()).collect::<Vec<_>>(),
             vec![4, 3, 2, 1]
         );
+    }
+
+    #[test]
+    fn a_garbage_reason_is_one_line() {
+        // Found by the term_file fuzz target: serde_json quotes an unknown key as decoded, so a
+        // `\r` escape in the file became a line break in the reason `status` and `history` show.
+        let content = br#"{"te\rrm\n":7,"node":"a"}"#;
+        match parse_term_file(7, content) {
+            TermFile::Garbage { why, .. } => {
+                assert!(!why.contains(['\n', '\r']), "{why:?}");
+                assert!(why.contains(r"unknown field `te\rrm\n`"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

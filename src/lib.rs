@@ -20,3 +20,18 @@ pub mod peer;
 pub mod routing;
 pub mod status;
 pub mod watch;
+
+/// Escapes control characters and the Unicode line and paragraph separators (`\n` becomes `\\n`),
+/// so that text quoted from outside (a config key, an HAProxy reply, a peer's JSON) keeps an error
+/// message or a log line on one line.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
