@@ -178,6 +178,14 @@ pub struct Spec {
     /// Run host 1 (its stand-in and its sidecar) in its own network namespace, joined to the root
     /// one by a veth pair, so that the link between the hosts can really be cut: see [`NetNs`].
     pub netns_host1: bool,
+    /// Jobs created before start inside a folder `folder` (as `folder/nested-N`), besides the
+    /// top-level `jobs`: both stand-ins load them at start.
+    pub folder_jobs: usize,
+    /// The manual design instead of jenkins-ha's: HAProxy alone health-checks both Jenkins
+    /// (`option httpchk GET /login`, `inter 1s fall 1 rise 1`), jenkins01 the server and
+    /// jenkins02 its `backup`, nothing `disabled`. Meant for [`Cluster::prepare`], without
+    /// sidecars (see [`Cluster::write_manual_haproxy_cfg`]).
+    pub manual_haproxy: bool,
 }
 
 impl Default for Spec {
@@ -196,6 +204,8 @@ impl Default for Spec {
             reload_timeout: Duration::from_secs(10),
             restart_command: None,
             netns_host1: false,
+            folder_jobs: 0,
+            manual_haproxy: false,
         }
     }
 }
@@ -294,6 +304,16 @@ impl Cluster {
         for j in 0..spec.jobs {
             write_job(&home, &format!("job-{j}"), &format!("job {j} v1"));
         }
+        if spec.folder_jobs > 0 {
+            write_folder(&home, "folder");
+            for j in 0..spec.folder_jobs {
+                write_job(
+                    &home,
+                    &format!("folder/nested-{j}"),
+                    &format!("nested {j} v1"),
+                );
+            }
+        }
         let token = dir.join("cluster.token");
         write_secret(&token, CLUSTER_TOKEN);
         let jenkins_token = dir.join("jenkins.token");
@@ -377,6 +397,9 @@ impl Cluster {
     }
 
     fn write_haproxy_cfg(&self, k: usize) {
+        if self.spec.manual_haproxy {
+            return self.write_manual_haproxy_cfg(k);
+        }
         let h = &self.haproxies[k];
         let inter = self.spec.interval.as_millis().max(100);
         let mut cfg = format!(
@@ -863,6 +886,46 @@ impl Drop for Cluster {
         }
         // Unmount before the temp dir goes: its removal stops at the first mount point it meets.
         self.bind.take();
+    }
+}
+
+impl Cluster {
+    /// The manual design's `haproxy.cfg` ([`Spec::manual_haproxy`]): no sidecar and no runtime
+    /// writes; HAProxy's own health check of `GET /login` on each Jenkins decides, every second,
+    /// one failed check to mark a server down and one passed check to bring it back. jenkins01
+    /// takes the traffic; jenkins02 is its `backup`, used only while jenkins01 is down.
+    pub fn write_manual_haproxy_cfg(&self, k: usize) {
+        let h = &self.haproxies[k];
+        let [a, b] = &self.hosts;
+        let cfg = format!(
+            "global\n    stats socket {sock} mode 600 level admin\n    stats timeout 10s\n\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\n\
+             frontend jenkins\n    bind 127.0.0.1:{front}\n    default_backend jenkins_http\n\n\
+             backend jenkins_http\n    option httpchk GET /login\n    http-check expect status 200\n    \
+             default-server inter 1s fall 1 rise 1\n    \
+             server {an} {aip}:{ajp} check\n    server {bn} {bip}:{bjp} check backup\n\n\
+             frontend jenkins_agent\n    mode tcp\n    bind 127.0.0.1:{agent_front}\n    default_backend jenkins_agent\n\n\
+             backend jenkins_agent\n    mode tcp\n    \
+             server {an} {aip}:{aap} track jenkins_http/{an}\n    \
+             server {bn} {bip}:{bap} track jenkins_http/{bn} backup\n",
+            sock = h.socket.display(),
+            front = h.front_port,
+            agent_front = h.agent_front_port,
+            an = a.name,
+            aip = a.haproxy_ip,
+            ajp = a.jenkins_port,
+            aap = a.agent_port,
+            bn = b.name,
+            bip = b.haproxy_ip,
+            bjp = b.jenkins_port,
+            bap = b.agent_port,
+        );
+        fs::write(&h.cfg, cfg).expect("haproxy.cfg");
+    }
+
+    /// The lease directory on the shared storage itself (not through a node's mount).
+    pub fn lease_dir(&self) -> PathBuf {
+        self.home.join(".jenkins-ha")
     }
 }
 
