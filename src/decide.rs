@@ -92,6 +92,11 @@ pub struct JenkinsObs {
     pub busy_executors: Option<u32>,
     /// The term whose hand-over our Jenkins finished preparing for (reloaded while still quiet).
     pub prepared_for: Option<u64>,
+    /// The term whose promotion reload our Jenkins has been asked for (or the asking failed).
+    /// Real Jenkins answers 503 from the moment it accepts `POST /reload` until it serves the
+    /// reloaded configuration, so from then on no user can be served the configuration it had
+    /// as a standby.
+    pub reload_requested_for: Option<u64>,
 }
 
 /// The peer's last heartbeat.
@@ -144,10 +149,14 @@ pub enum Action {
     /// Make HAProxy send traffic to us and not the peer. No write may leave after `until`.
     /// `ready_first`: set ourselves ready before the peer goes to maint (make-before-break, for a
     /// planned switchover where the old master still serves); otherwise maint first.
+    /// `serve: false`: only put the peer in maint for now. Our Jenkins has not yet been asked
+    /// for its promotion reload, and until then it would serve the configuration it had as a
+    /// standby.
     Route {
         term: u64,
         until: Mono,
         ready_first: bool,
+        serve: bool,
     },
     /// Write nothing to HAProxy any more.
     StopRouting,
@@ -304,6 +313,19 @@ impl Core {
             .as_ref()
             .map(|w| now.saturating_sub(w.since))
             .unwrap_or_default()
+    }
+
+    /// When the term we watch will have been still for `lease_timeout`, if we hold none: the
+    /// loop ticks right then, so a dead holder is replaced without waiting for the next interval.
+    /// The holder's own lease ran out `margin` before (it counts from the start of its last
+    /// renewal, which we can only have seen after), so ticking then is as safe as any tick.
+    pub fn lease_stale_at(&self) -> Option<Mono> {
+        if self.held.is_some() {
+            return None;
+        }
+        self.watched
+            .as_ref()
+            .map(|w| w.since + self.params.timing.lease_timeout)
     }
 
     /// Feeds back what a lease write came to.
@@ -476,7 +498,7 @@ impl Core {
                 }
                 return Decision {
                     role: Role::Active,
-                    actions: keep_term(&held, until, None, false),
+                    actions: keep_term(&held, until, None, false, &obs.jenkins),
                     reason: format!(
                         "active: the switchover to {} was abandoned: it did not take term {} within {}",
                         h.to,
@@ -507,7 +529,7 @@ impl Core {
                     secs(h.drain_until.saturating_sub(h.since))
                 )
             };
-            let mut actions = keep_term(&held, until, handover_to, true);
+            let mut actions = keep_term(&held, until, handover_to, true, &obs.jenkins);
             if drained {
                 // From here the target may claim at any moment and will set HAProxy itself
                 // (ready first): stop asserting our own state so that the two never fight.
@@ -581,9 +603,14 @@ impl Core {
         } else if obs.paused {
             reason.push_str(" (paused)");
         }
+        if !jenkins_failed && !serves_current_config(&held, j) {
+            reason.push_str(
+                "; HAProxy sends users here once my Jenkins has begun its promotion reload",
+            );
+        }
         Decision {
             role: Role::Active,
-            actions: keep_term(&held, until, None, false),
+            actions: keep_term(&held, until, None, false, &obs.jenkins),
             reason,
         }
     }
@@ -788,7 +815,13 @@ impl Core {
 /// What a holder does every tick while it keeps its term: renew (naming the switchover target
 /// once a hand-over has drained), route to itself, keep its Jenkins active (quiet while a
 /// switchover drains it).
-fn keep_term(held: &Held, until: Mono, handover_to: Option<String>, quiet: bool) -> Vec<Action> {
+fn keep_term(
+    held: &Held,
+    until: Mono,
+    handover_to: Option<String>,
+    quiet: bool,
+    jenkins: &JenkinsObs,
+) -> Vec<Action> {
     vec![
         Action::Renew {
             term: held.term,
@@ -799,6 +832,7 @@ fn keep_term(held: &Held, until: Mono, handover_to: Option<String>, quiet: bool)
             term: held.term,
             until,
             ready_first: held.via_handover,
+            serve: serves_current_config(held, jenkins),
         },
         Action::JenkinsActive {
             term: held.term,
@@ -807,6 +841,13 @@ fn keep_term(held: &Held, until: Mono, handover_to: Option<String>, quiet: bool)
             quiet,
         },
     ]
+}
+
+/// Whether HAProxy may send users to our Jenkins: a switchover prepared it (reloaded while
+/// quiet), or it has been asked for its promotion reload, after which it answers 503 until the
+/// reload is over. Before that it would serve what it had as a standby, possibly stale.
+fn serves_current_config(held: &Held, jenkins: &JenkinsObs) -> bool {
+    held.via_handover || jenkins.reload_requested_for == Some(held.term)
 }
 
 fn jenkins_failure(j: &JenkinsObs, fall: u32) -> String {

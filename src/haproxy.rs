@@ -435,6 +435,7 @@ pub fn plan_reconcile(
             to_ready.extend(to_maint);
             (to_ready, problems)
         }
+        WriteOrder::FenceOnly => (to_maint, problems),
     }
 }
 
@@ -446,6 +447,9 @@ pub enum WriteOrder {
     /// Make before break: the new server is ready before the old one leaves (planned switchover,
     /// where the old master still serves and must not leave users with no server at all).
     ReadyFirst,
+    /// Only the maint writes: the old master leaves now, the new one joins once its Jenkins
+    /// can no longer serve a stale configuration (it has begun its promotion reload).
+    FenceOnly,
 }
 
 /// A client for one HAProxy runtime-API socket. Cheap to clone.
@@ -1052,6 +1056,14 @@ mod tests {
             .collect();
         // agent/a only inherits maint: it becomes ready when http/a does.
         assert_eq!(summary, ["http/b maint", "agent/b maint", "http/a ready"]);
+        // A new active whose Jenkins has not begun its promotion reload only fences the peer.
+        let (plan, problems) = plan_reconcile(&states, &backends, "a", "b", WriteOrder::FenceOnly);
+        assert!(problems.is_empty());
+        let summary: Vec<_> = plan
+            .iter()
+            .map(|w| format!("{}/{} {}", w.backend, w.server, w.state))
+            .collect();
+        assert_eq!(summary, ["http/b maint", "agent/b maint"]);
 
         let (plan, problems) =
             plan_reconcile(&states, &["nope".into()], "a", "b", WriteOrder::MaintFirst);

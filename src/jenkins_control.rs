@@ -89,6 +89,10 @@ pub struct JenkinsState {
     pub promoted_term: Option<u64>,
     /// The term a switchover handed us, once our Jenkins is reloaded for it.
     pub prepared_for: Option<u64>,
+    /// The term whose promotion reload Jenkins has been asked for (answered, or failed): from
+    /// then on it answers 503 until it serves the reloaded configuration, so HAProxy may send
+    /// users to it.
+    pub reload_requested_for: Option<u64>,
     /// Running builds, polled while a switchover drains this Jenkins.
     pub busy_executors: Option<u32>,
     pub full_reloads: u64,
@@ -285,7 +289,7 @@ impl JenkinsControl {
     }
 
     /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may hang).
-    /// Returns the items to reload one by one after the full reload that follows.
+    /// Returns the items to reload one by one alongside the full reload that follows.
     async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Vec<String> {
         let Some(w) = home_watch.as_mut() else {
             return Vec::new();
@@ -308,8 +312,8 @@ impl JenkinsControl {
         }
     }
 
-    /// Per-item reloads after a full reload. A 404 is fine here: the item is new, and the full
-    /// reload just loaded it.
+    /// Per-item reloads that go with a full reload. A 404 is fine here: the item is new, and
+    /// the full reload loads it.
     async fn reload_items(&self, items: &[String]) {
         for item in items {
             let started = std::time::Instant::now();
@@ -386,7 +390,7 @@ impl JenkinsControl {
         tracing::info!("standby follows JENKINS_HOME: {plan}");
         // Quiet-down first: a reload must never give a standby the chance to start builds.
         self.ensure_quiet(true, None).await;
-        if plan.full && self.full_reload("full", goal_rx).await != ReloadEnd::Done {
+        if plan.full && self.full_reload("full", None, goal_rx).await != ReloadEnd::Done {
             note(format!("full reload did not finish: {plan}"));
             return;
         }
@@ -510,7 +514,9 @@ impl JenkinsControl {
                             "preparing to take over term {term}: full reload while still quiet"
                         );
                         let pending = self.flush_watch(home_watch).await;
-                        if self.full_reload("full (switchover)", goal_rx).await == ReloadEnd::Done {
+                        if self.full_reload("full (switchover)", None, goal_rx).await
+                            == ReloadEnd::Done
+                        {
                             self.reload_items(&pending).await;
                             self.update(|s| s.prepared_for = Some(*term));
                         }
@@ -639,10 +645,23 @@ impl JenkinsControl {
             );
             self.update(|s| s.promoting = true);
             // Edits not yet applied (still debounced, or not yet scanned) go along with this
-            // reload: nested ones need their own reload, a full one keeps folder children.
-            let pending = self.flush_watch(home_watch).await;
-            let end = self.full_reload("full (promotion)", goal_rx).await;
+            // reload. Nested ones need their own reload (a full one keeps the folder children it
+            // already has), and it comes first: HAProxy sends users here as soon as the full
+            // reload begins, and the first page they get must already show them. A new nested
+            // item answers 404 here; the full reload loads it.
+            let mut pending = self.flush_watch(home_watch).await;
+            self.reload_items(&pending).await;
+            let end = self
+                .full_reload("full (promotion)", Some(term), goal_rx)
+                .await;
             if end == ReloadEnd::Done {
+                // The old master may have written more until it was fenced: re-read those
+                // items, and any nested item edited meanwhile, before builds may start.
+                for item in self.flush_watch(home_watch).await {
+                    if !pending.contains(&item) {
+                        pending.push(item);
+                    }
+                }
                 self.reload_items(&pending).await;
             }
             self.update(|s| s.promoting = false);
@@ -676,15 +695,26 @@ impl JenkinsControl {
     /// `POST /reload`, then wait until Jenkins serves again. Abandoned when the goal changes to
     /// something this reload no longer serves. A reload still 503 after the bound has failed:
     /// Jenkins is marked unhealthy and the restart command runs.
+    ///
+    /// For a promotion (`promotion_of`), the moment the reload has been asked for is recorded
+    /// and the decision loop woken: HAProxy sends users here only from then on.
     pub async fn full_reload(
         &self,
         kind: &str,
+        promotion_of: Option<u64>,
         goal_rx: &mut watch::Receiver<JenkinsGoal>,
     ) -> ReloadEnd {
         let started = std::time::Instant::now();
         let goal_at_start = goal_rx.borrow().clone();
         let result = async {
-            self.client.reload().await?;
+            let asked = self.client.reload().await;
+            if let Some(term) = promotion_of {
+                // Asked, or the asking failed (Jenkins down: HAProxy fails those requests
+                // anyway, and the health checks decide what happens next).
+                self.update(|s| s.reload_requested_for = Some(term));
+                self.wake.notify_one();
+            }
+            asked?;
             let still_wanted = async {
                 loop {
                     if goal_rx.changed().await.is_err() {

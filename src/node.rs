@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::decide::{
     Action, Command, Core, Decision, JenkinsObs, Observation, Outcome, Params, PeerObs, Role,
 };
+use crate::haproxy::WriteOrder;
 use crate::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState};
 use crate::lease::{FileLease, LeaseIo, LeaseSnapshot, TermFile, TermRecord};
 use crate::peer::PeerLink;
@@ -474,6 +475,14 @@ impl Node {
             let command = lock(&self.shared.commands).take();
             let is_shutdown = command == Some(Command::Shutdown);
             self.tick(command).await;
+            // A standby watching a silent holder ticks again the moment that holder's lease
+            // is stale, not up to an interval later (1 ms after, against timer rounding).
+            if let Some(stale_at) = self.core.lease_stale_at() {
+                let at = self.shared.instant(stale_at) + Duration::from_millis(1);
+                if at > Instant::now() && at < next {
+                    next = at;
+                }
+            }
             // systemd: ready after the first decision, the reason as STATUS, the watchdog ping from
             // the loop itself so that a stuck loop gets the process restarted.
             let reason = lock(&self.shared.local).reason.clone();
@@ -559,6 +568,7 @@ impl Node {
                 reload_failed: jenkins.reload_failed,
                 busy_executors: jenkins.busy_executors,
                 prepared_for: jenkins.prepared_for,
+                reload_requested_for: jenkins.reload_requested_for,
             },
             peer,
             paused,
@@ -727,11 +737,19 @@ impl Node {
                     }
                 }
                 Action::Route {
-                    until, ready_first, ..
+                    until,
+                    ready_first,
+                    serve,
+                    ..
                 } => {
+                    let order = match (*serve, *ready_first) {
+                        (false, _) => WriteOrder::FenceOnly,
+                        (true, true) => WriteOrder::ReadyFirst,
+                        (true, false) => WriteOrder::MaintFirst,
+                    };
                     let goal = RouteGoal::Route {
                         until: self.shared.instant(*until),
-                        ready_first: *ready_first,
+                        order,
                     };
                     self.route_goal.send_if_modified(|g| set(g, goal));
                     lock(&self.shared.local).released = false;

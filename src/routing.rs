@@ -20,8 +20,8 @@ use crate::status::{ServerStatus, SocketStatus};
 pub enum RouteGoal {
     /// Read only.
     Observe,
-    /// Route to us until `until`, then write nothing. `ready_first`: make before break.
-    Route { until: Instant, ready_first: bool },
+    /// Route to us until `until`, then write nothing, in this order (or only fence the peer).
+    Route { until: Instant, order: WriteOrder },
 }
 
 /// What the routing task saw last, for `status` and metrics.
@@ -60,12 +60,7 @@ impl Routing {
             let backends = &settings.backends;
             let current = *goal.borrow_and_update();
             let reports = match current {
-                RouteGoal::Route { until, ready_first } if Instant::now() < until => {
-                    let order = if ready_first {
-                        WriteOrder::ReadyFirst
-                    } else {
-                        WriteOrder::MaintFirst
-                    };
+                RouteGoal::Route { until, order } if Instant::now() < until => {
                     haproxy::reconcile_with(&clients, backends, &self.me, &self.peer, until, order)
                         .await
                 }
