@@ -1107,7 +1107,7 @@ async fn section_host_death(report: &mut Report, runs: usize) {
         );
         report.add(
             "host-death",
-            "where it goes (a): the standby logs \"won term\", after the kill, minus lease_timeout (it counts from its own first sight of the last renewal)",
+            "where it goes (a): the standby logs \"won term\", after the kill, minus lease_timeout (it counts from its first sight of the holder's last renewal, which it peeks for every quarter interval; below 0 when that renewal came before the kill)",
             &setting,
             &claim,
             Unit::Secs,

@@ -328,6 +328,16 @@ impl Core {
             .map(|w| w.since + self.params.timing.lease_timeout)
     }
 
+    /// The (term, counter) we watch for stillness, if we hold no term:
+    /// the loop peeks at that term file between ticks and ticks at once when it moves, so that
+    /// stillness counts from (nearly) the holder's last renewal, not from up to an interval after.
+    pub fn watched_renewal(&self) -> Option<(u64, u64)> {
+        if self.held.is_some() {
+            return None;
+        }
+        self.watched.as_ref().map(|w| (w.term, w.counter))
+    }
+
     /// Feeds back what a lease write came to.
     pub fn record(&mut self, outcome: Outcome) {
         match outcome {

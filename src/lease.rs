@@ -136,6 +136,9 @@ impl LeaseSnapshot {
 pub trait Lease: Send + Sync + 'static {
     /// The newest term and the pause flag, read fresh (never from a cache).
     fn observe(&self) -> Result<LeaseSnapshot, LeaseError>;
+    /// One term's file, read fresh; `None` if it does not exist. Cheaper than [`Lease::observe`]
+    /// (no listing): a standby uses it to see its holder's renewals as they land.
+    fn read(&self, term: u64) -> Result<Option<TermFile>, LeaseError>;
     /// Creates the record's term exclusively. `Ok(false)`: someone else has that term.
     fn claim(&self, record: &TermRecord) -> Result<bool, LeaseError>;
     /// Replaces our own term's record (renewal, release, handover). Single writer per term.
@@ -262,6 +265,10 @@ pub fn parse_term_file(term: u64, bytes: &[u8]) -> TermFile {
 }
 
 impl Lease for FileLease {
+    fn read(&self, term: u64) -> Result<Option<TermFile>, LeaseError> {
+        self.read_term(term)
+    }
+
     fn observe(&self) -> Result<LeaseSnapshot, LeaseError> {
         let newest = match self.newest_term()? {
             Some(t) => self.read_term(t)?,
@@ -556,6 +563,9 @@ mod tests {
                 newest: None,
                 paused: false,
             })
+        }
+        fn read(&self, _: u64) -> Result<Option<TermFile>, LeaseError> {
+            Ok(None)
         }
         fn claim(&self, _: &TermRecord) -> Result<bool, LeaseError> {
             Ok(true)

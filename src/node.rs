@@ -462,11 +462,28 @@ impl Node {
         }
         let mut ready_sent = false;
         let mut status_sent = String::new();
+        let peek_every = (interval / 4).max(Duration::from_millis(50));
         loop {
-            let shutdown = tokio::select! {
-                _ = tokio::time::sleep_until(next) => false,
-                _ = self.shared.wake.notified() => false,
-                _ = &mut stop => true,
+            // Between ticks a standby peeks at its holder's term file (one small read, no
+            // listing) and ticks at once when a renewal lands: stillness then counts from
+            // within a quarter interval of the holder's last renewal, which is what a takeover
+            // after a host death waits out.
+            let mut peek = Instant::now() + peek_every;
+            let shutdown = loop {
+                let watched = self.core.watched_renewal();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => break false,
+                    _ = self.shared.wake.notified() => break false,
+                    _ = &mut stop => break true,
+                    _ = tokio::time::sleep_until(peek), if watched.is_some() && peek < next => {
+                        if let Some((term, counter)) = watched {
+                            if self.renewal_landed(term, counter).await {
+                                break false;
+                            }
+                        }
+                        peek = Instant::now() + peek_every;
+                    }
+                }
             };
             next = Instant::now() + interval;
             if shutdown {
@@ -506,6 +523,15 @@ impl Node {
                 self.finish_shutdown().await;
                 return;
             }
+        }
+    }
+
+    /// Whether the watched term file shows a counter the core has not seen. Errors and garbage
+    /// say no: the next tick reads it all. (A release also comes by heartbeat, which wakes us.)
+    async fn renewal_landed(&self, term: u64, counter: u64) -> bool {
+        match self.lease.call(move |l| l.read(term)).await {
+            Ok(Some(TermFile::Valid(r))) => r.counter != counter,
+            _ => false,
         }
     }
 
