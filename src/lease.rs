@@ -22,6 +22,21 @@ use crate::decide::{LeaseObs, TermView};
 pub const HISTORY_KEEP: u64 = 200;
 /// Term files larger than this are garbage, not records.
 const MAX_RECORD: u64 = 64 * 1024;
+
+/// Term files are padded with spaces to a multiple of this size. A client that caches file
+/// sizes past an open (FUSE's attribute cache, NFS mounted `nocto`) would otherwise read a
+/// renewed record cut to the old record's length; with equal sizes it reads it whole.
+const RECORD_BLOCK: usize = 1024;
+
+/// A record as stored: JSON, padded with spaces (JSON ignores them) and a newline to a
+/// multiple of [`RECORD_BLOCK`].
+fn encode_record(record: &TermRecord, path: &Path) -> Result<Vec<u8>, LeaseError> {
+    let mut bytes = serde_json::to_vec(record).map_err(|e| io("encode", path, e.into()))?;
+    let size = (bytes.len() + 1).div_ceil(RECORD_BLOCK) * RECORD_BLOCK;
+    bytes.resize(size - 1, b' ');
+    bytes.push(b'\n');
+    Ok(bytes)
+}
 /// The name of the flag file that pauses automatic failover for the whole cluster.
 pub const PAUSE_FILE: &str = "paused";
 
@@ -300,7 +315,7 @@ impl Lease for FileLease {
             Err(e) => return Err(io("create", &path, e)),
         };
         self.highest_known.fetch_max(record.term, Ordering::Relaxed);
-        let bytes = serde_json::to_vec(record).map_err(|e| io("encode", &path, e.into()))?;
+        let bytes = encode_record(record, &path)?;
         file.write_all(&bytes).map_err(|e| io("write", &path, e))?;
         file.sync_all().map_err(|e| io("fsync", &path, e))?;
         self.sync_dir()?;
@@ -313,7 +328,7 @@ impl Lease for FileLease {
         let tmp = self
             .dir
             .join(format!(".term-{}.{}.tmp", record.term, record.node));
-        let bytes = serde_json::to_vec(record).map_err(|e| io("encode", &path, e.into()))?;
+        let bytes = encode_record(record, &path)?;
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -427,6 +442,26 @@ mod tests {
             end_reason: None,
             started_unix_ms: 1,
             renewed_unix_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_file_size_so_a_stale_cached_size_cannot_cut_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileLease::open(dir.path()).unwrap();
+        assert!(a.claim(&record(1, "a", 0)).unwrap());
+        let path = dir.path().join("term-1");
+        let size = fs::metadata(&path).unwrap().len();
+        assert_eq!(size % RECORD_BLOCK as u64, 0);
+        let mut released = record(1, "a", 123_456_789);
+        released.released = true;
+        released.handover_to = Some("b".into());
+        released.end_reason = Some("releasing term 1: my Jenkins failed 3 health checks".into());
+        a.write(&released).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), size);
+        match a.read(1).unwrap() {
+            Some(TermFile::Valid(r)) => assert_eq!(r, released),
+            other => panic!("{other:?}"),
         }
     }
 

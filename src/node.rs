@@ -571,7 +571,12 @@ impl Node {
                 crate::decide::LeaseObs::Unreadable(format!("term-{term} is unreadable: {why}")),
                 *paused,
             ),
-            Ok(s) => (s.obs(), s.paused),
+            Ok(s) => {
+                if let Some(TermFile::Garbage { term, why }) = &s.newest {
+                    tracing::debug!("term-{term} is not a record (yet): {why}");
+                }
+                (s.obs(), s.paused)
+            }
             Err(e) => (
                 crate::decide::LeaseObs::Unreadable(e.to_string()),
                 lock(&self.shared.local).paused,
