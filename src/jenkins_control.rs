@@ -29,10 +29,15 @@ pub struct WatchSetup {
     pub config: crate::config::WatchConfig,
 }
 
-/// The next plan of the watcher, or never when there is none.
-async fn next_plan(watch: &mut Option<HomeWatch>) -> Result<ReloadPlan, crate::watch::WatchError> {
+/// The next plan of the watcher, or never when there is none. Without `hand_out`, the watcher
+/// keeps scanning but its changes wait in the batch (only a failed scan is returned).
+async fn next_plan(
+    watch: &mut Option<HomeWatch>,
+    hand_out: bool,
+) -> Result<ReloadPlan, crate::watch::WatchError> {
     match watch {
-        Some(w) => w.next_plan().await,
+        Some(w) if hand_out => w.next_plan().await,
+        Some(w) => Err(w.hold_plans().await),
         None => std::future::pending().await,
     }
 }
@@ -40,7 +45,7 @@ async fn next_plan(watch: &mut Option<HomeWatch>) -> Result<ReloadPlan, crate::w
 /// What the decision wants from the local Jenkins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JenkinsGoal {
-    /// Starting: leave it as it is.
+    /// Starting: leave it as it is. Changes seen on disk meanwhile wait in the watcher.
     Leave,
     /// Keep it in quiet-down. `prepare`: a switchover hands that term to us; reload now, still
     /// quiet, and report it in [`JenkinsState::prepared_for`].
@@ -225,6 +230,11 @@ impl JenkinsControl {
         loop {
             let current = goal.borrow_and_update().clone();
             self.check(&current, &mut goal, &mut home_watch).await;
+            // While starting, no plan is taken: what the watcher sees waits in its batch until
+            // the goal is known, then a standby follows it and a promotion flushes it. A plan
+            // taken now could only be dropped, and the standby would stay stale until the next
+            // edit (a lost first claim leaves the goal unknown for an interval).
+            let starting = *goal.borrow() == JenkinsGoal::Leave;
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.next_check_in()) => {}
@@ -246,7 +256,7 @@ impl JenkinsControl {
                         Err(_) => {}
                     }
                 }
-                plan = next_plan(&mut home_watch) => {
+                plan = next_plan(&mut home_watch, !starting) => {
                     let current = goal.borrow().clone();
                     match plan {
                         Ok(plan) => self.follow(plan, &current, &mut goal, home_watch.as_mut()).await,
@@ -364,6 +374,7 @@ impl JenkinsControl {
                 return;
             }
             JenkinsGoal::Leave => {
+                // Not reached: `run` takes no plan while starting (the goal never returns to it).
                 tracing::info!("config changed on disk while starting ({plan}); not reloading yet");
                 note(format!("ignored (starting): {plan}"));
                 return;

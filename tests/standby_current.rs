@@ -1,6 +1,7 @@
 //! The standby stays current: each node sees JENKINS_HOME through its own bindfs (FUSE) mount of
 //! one directory, as two NFS clients would. Edits made through the active's mount must reach the
-//! standby's Jenkins by polling, with the right kind of reload.
+//! standby's Jenkins by polling, with the right kind of reload. One test runs the control task
+//! in-process on the plain directory: edits seen while a node is still starting must not be lost.
 
 #[path = "../lab/cluster.rs"]
 mod cluster;
@@ -344,5 +345,75 @@ async fn a_standby_jenkins_restarted_by_hand_comes_back_quiet() {
         c.active_code(active).await,
         Some(200),
         "no failover for a standby restart"
+    );
+}
+
+/// A node's Jenkins goal is unknown for up to one interval after start: while its first claim,
+/// lost to the peer, waits for the next decision, or until the first health check answers. The
+/// standby's watcher already runs then. Edits it sees meanwhile must reach the Jenkins once the
+/// node knows it is the standby; they were dropped ("not reloading yet"), and the standby stayed
+/// stale until the next edit. The crash benchmark hit this when it edited right after a fast
+/// settle. Here the control task runs in-process with a goal held at `Leave`, and no sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
+    use jenkins_ha::config::Config;
+    use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
+    use std::sync::{Arc, Mutex};
+
+    let mut spec = spec("inotify");
+    spec.bindfs = false;
+    spec.folder_jobs = 1;
+    let c = Cluster::prepare(spec);
+    let config = Config::load(&c.hosts[0].config).expect("host 0's config");
+    let state = Arc::new(Mutex::new(JenkinsState::default()));
+    let control = JenkinsControl::new(
+        &config,
+        state.clone(),
+        Arc::new(jenkins_ha::metrics::Metrics::new()),
+        Arc::new(Mutex::new(jenkins_ha::node::Reloadable::of(&config))),
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .expect("control");
+    let (goal, goal_rx) = tokio::sync::watch::channel(JenkinsGoal::Leave);
+    let setup = WatchSetup {
+        home: config.jenkins.home.clone(),
+        lease_dir: config.lease_dir.clone(),
+        config: config.watch.clone(),
+    };
+    let task = tokio::spawn(control.run(goal_rx, Some(setup)));
+    let watching = c
+        .wait(Duration::from_secs(10), || async {
+            state.lock().unwrap().watch.is_some().then_some(())
+        })
+        .await;
+    assert!(watching.is_some(), "the watcher did not start");
+
+    write_job(&c.home, "job-0", "edited while starting");
+    write_job(&c.home, "folder/nested-0", "nested edited while starting");
+    write_job(&c.home, "new-job", "added while starting");
+    // Well past the debounce, still starting: the Jenkins is left as it is.
+    tokio::time::sleep(DEBOUNCE * 4).await;
+    assert_eq!(counter(&c, 0, "fullReloads").await, 0);
+    assert_eq!(
+        description(&c, 0, "job-0").await.as_deref(),
+        Some("job 0 v1")
+    );
+
+    goal.send(JenkinsGoal::Standby { prepare: None }).unwrap();
+    let followed = c
+        .wait(Duration::from_secs(10), || async {
+            let ok = description(&c, 0, "job-0").await.as_deref() == Some("edited while starting")
+                && description(&c, 0, "folder/nested-0").await.as_deref()
+                    == Some("nested edited while starting")
+                && description(&c, 0, "new-job").await.as_deref() == Some("added while starting");
+            ok.then_some(())
+        })
+        .await;
+    task.abort();
+    assert!(
+        followed.is_some(),
+        "the edits made while starting never reached the standby's Jenkins: {}\n{}",
+        c.jenkins_state(0).await.unwrap_or_default(),
+        c.logs()
     );
 }

@@ -239,12 +239,30 @@ impl HomeWatch {
     /// Waits for the next plan. An `Err` is one scan that failed (the home is unreadable or was
     /// unmounted); the state is kept and the next call scans again after the poll interval.
     pub async fn next_plan(&mut self) -> Result<ReloadPlan, WatchError> {
+        self.scan_until_plan(true).await
+    }
+
+    /// Scans as [`HomeWatch::next_plan`] does, but never hands out a plan: the changes stay in
+    /// the batch for a later `next_plan` or [`HomeWatch::flush`]. For a node that does not know
+    /// yet what its Jenkins is for. Returns only with a failed scan, as `next_plan` does.
+    pub async fn hold_plans(&mut self) -> WatchError {
+        loop {
+            if let Err(e) = self.scan_until_plan(false).await {
+                return e;
+            }
+        }
+    }
+
+    /// The scan loop; with `hand_out`, it returns the first plan that is due.
+    async fn scan_until_plan(&mut self, hand_out: bool) -> Result<ReloadPlan, WatchError> {
         loop {
             while let Ok(result) = self.results.try_recv() {
                 self.finish_scan(result)?;
             }
-            if let Some(plan) = self.batcher.take(self.now()) {
-                return Ok(plan);
+            if hand_out {
+                if let Some(plan) = self.batcher.take(self.now()) {
+                    return Ok(plan);
+                }
             }
             if !self.scanning && (self.scan_wanted || Instant::now() >= self.next_scan) {
                 self.start_scan();
@@ -253,7 +271,7 @@ impl HomeWatch {
             if !self.scanning {
                 wake = wake.min(self.next_scan);
             }
-            if let Some(due) = self.batcher.next_due() {
+            if let Some(due) = self.batcher.next_due().filter(|_| hand_out) {
                 wake = wake.min(self.origin + due);
             }
             let inotify = self.mode == Effective::Inotify;
@@ -345,6 +363,35 @@ mod tests {
         let plan = plan_within(&mut watch, 5).await;
         assert!(plan.full);
         assert_eq!(plan.reasons, vec!["job new added"]);
+    }
+
+    #[tokio::test]
+    async fn held_plans_wait_in_the_batch() {
+        let dir = home();
+        let lease = dir.path().join(".jenkins-ha");
+        let mut watch = HomeWatch::start(
+            dir.path(),
+            &lease,
+            &config(WatchMode::Inotify),
+            BatchConfig::new(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
+        fs::create_dir_all(dir.path().join("jobs/new")).unwrap();
+        fs::write(dir.path().join("jobs/new/config.xml"), "<job/>").unwrap();
+        // Scans go on, well past the debounce, but no plan comes out.
+        let held = tokio::time::timeout(Duration::from_millis(800), watch.hold_plans()).await;
+        assert!(held.is_err(), "hold_plans returned: {held:?}");
+        assert!(
+            watch.pending(),
+            "the changes were scanned and wait in the batch"
+        );
+        // Then the first call hands them all out at once.
+        let plan = plan_within(&mut watch, 1).await;
+        assert!(plan.full);
+        assert_eq!(plan.items, vec!["F/b"]);
+        assert!(!watch.pending());
     }
 
     #[tokio::test]
