@@ -389,6 +389,11 @@ impl JenkinsControl {
                     );
                     self.update(|s| s.prepared_for = None);
                 }
+                // A full reload keeps the folder children it already has: the edited items are
+                // re-read now (still quiet, not routed), and the full reload keeps what they read.
+                if !self.snapshot().reload_failed {
+                    self.reload_items(&plan.items).await;
+                }
                 note(format!("folded into the switchover reload: {plan}"));
                 return;
             }

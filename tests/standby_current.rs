@@ -417,3 +417,76 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
         c.logs()
     );
 }
+
+/// A switchover prepares the target with a full reload while it stays quiet. Edits that land
+/// after that reload start it again, and a nested edit among them gets its own reload: a full
+/// reload keeps the folder children it already has, so it would not read the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_during_a_switchover_preparation_reach_the_target_nested_ones_too() {
+    use jenkins_ha::config::Config;
+    use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
+    use std::sync::{Arc, Mutex};
+
+    let mut spec = spec("inotify");
+    spec.bindfs = false;
+    spec.folder_jobs = 1;
+    let c = Cluster::prepare(spec);
+    let config = Config::load(&c.hosts[0].config).expect("host 0's config");
+    let state = Arc::new(Mutex::new(JenkinsState::default()));
+    let control = JenkinsControl::new(
+        &config,
+        state.clone(),
+        Arc::new(jenkins_ha::metrics::Metrics::new()),
+        Arc::new(Mutex::new(jenkins_ha::node::Reloadable::of(&config))),
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .expect("control");
+    let (_goal, goal_rx) = tokio::sync::watch::channel(JenkinsGoal::Standby { prepare: Some(1) });
+    let setup = WatchSetup {
+        home: config.jenkins.home.clone(),
+        lease_dir: config.lease_dir.clone(),
+        config: config.watch.clone(),
+    };
+    let task = tokio::spawn(control.run(goal_rx, Some(setup)));
+    let prepared = c
+        .wait(Duration::from_secs(10), || async {
+            let s = state.lock().unwrap();
+            (s.prepared_for == Some(1) && s.watch.is_some()).then_some(())
+        })
+        .await;
+    assert!(
+        prepared.is_some(),
+        "the first preparation did not finish\n{}",
+        c.logs()
+    );
+    let reloads_before = counter(&c, 0, "fullReloads").await;
+
+    write_job(
+        &c.home,
+        "folder/nested-0",
+        "nested edited during the switchover",
+    );
+    write_job(&c.home, "new-job", "added during the switchover");
+    let current = c
+        .wait(Duration::from_secs(10), || async {
+            let ok = description(&c, 0, "folder/nested-0").await.as_deref()
+                == Some("nested edited during the switchover")
+                && description(&c, 0, "new-job").await.as_deref()
+                    == Some("added during the switchover")
+                && state.lock().unwrap().prepared_for == Some(1);
+            ok.then_some(())
+        })
+        .await;
+    let reloads_after = counter(&c, 0, "fullReloads").await;
+    task.abort();
+    assert!(
+        current.is_some(),
+        "the target is not current after its preparation: {}\n{}",
+        c.jenkins_state(0).await.unwrap_or_default(),
+        c.logs()
+    );
+    assert!(
+        reloads_after > reloads_before,
+        "the preparation's full reload did not run again"
+    );
+}
