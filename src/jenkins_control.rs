@@ -407,6 +407,14 @@ impl JenkinsControl {
         // Quiet-down first: a reload must never give a standby the chance to start builds.
         self.ensure_quiet(true, None).await;
         if plan.full && self.full_reload("full", None, goal_rx).await != ReloadEnd::Done {
+            // Abandoned (the role changed) or failed short of the 503 bound: the changes go
+            // back to the watcher, for the next plan or a promotion's flush. (After the bound,
+            // Jenkins needs a restart, and a restarted Jenkins reads everything from disk.)
+            if !self.snapshot().reload_failed {
+                if let Some(w) = home_watch {
+                    w.requeue(&plan);
+                }
+            }
             note(format!("full reload did not finish: {plan}"));
             return;
         }

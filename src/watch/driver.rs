@@ -210,6 +210,23 @@ impl HomeWatch {
         self.batcher.force_full(now, reason);
     }
 
+    /// Puts a plan that was not carried out (its full reload failed or was abandoned) back into
+    /// the batch: its items as edited, and a full reload if it had one. The next plan, or the
+    /// flush of a promotion, carries them again.
+    pub fn requeue(&mut self, plan: &ReloadPlan) {
+        let now = self.now();
+        self.batcher.push(
+            now,
+            plan.items
+                .iter()
+                .map(|item| super::Change::item(super::ChangeKind::Modified, item.clone())),
+        );
+        if plan.full {
+            self.batcher
+                .force_full(now, format!("again, the last one did not finish: {plan}"));
+        }
+    }
+
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
@@ -363,6 +380,33 @@ mod tests {
         let plan = plan_within(&mut watch, 5).await;
         assert!(plan.full);
         assert_eq!(plan.reasons, vec!["job new added"]);
+    }
+
+    #[tokio::test]
+    async fn a_requeued_plan_comes_back_whole() {
+        let dir = home();
+        let lease = dir.path().join(".jenkins-ha");
+        let mut watch = HomeWatch::start(
+            dir.path(),
+            &lease,
+            &config(WatchMode::Inotify),
+            BatchConfig::new(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
+        fs::create_dir_all(dir.path().join("jobs/new")).unwrap();
+        fs::write(dir.path().join("jobs/new/config.xml"), "<job/>").unwrap();
+        let plan = plan_within(&mut watch, 1).await;
+        assert!(plan.full);
+        assert_eq!(plan.items, vec!["F/b"]);
+        assert!(!watch.pending());
+        // Its full reload was abandoned: a promotion's flush takes all of it again.
+        watch.requeue(&plan);
+        assert!(watch.pending());
+        let again = watch.flush().await.unwrap().expect("the requeued plan");
+        assert!(again.full);
+        assert_eq!(again.items, vec!["F/b"]);
     }
 
     #[tokio::test]
