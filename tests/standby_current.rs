@@ -6,10 +6,12 @@
 #[path = "../lab/cluster.rs"]
 mod cluster;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster::{write_folder, write_job, BindMounts, Cluster, Spec, NAMES};
+use jenkins_ha::config::Config;
+use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
 use notify::{RecursiveMode, Watcher};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -348,22 +350,25 @@ async fn a_standby_jenkins_restarted_by_hand_comes_back_quiet() {
     );
 }
 
-/// A node's Jenkins goal is unknown for up to one interval after start: while its first claim,
-/// lost to the peer, waits for the next decision, or until the first health check answers. The
-/// standby's watcher already runs then. Edits it sees meanwhile must reach the Jenkins once the
-/// node knows it is the standby; they were dropped ("not reloading yet"), and the standby stayed
-/// stale until the next edit. The crash benchmark hit this when it edited right after a fast
-/// settle. Here the control task runs in-process with a goal held at `Leave`, and no sidecar.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
-    use jenkins_ha::config::Config;
-    use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
-    use std::sync::{Arc, Mutex};
-
+/// Stand-ins on one local directory (inotify), with a folder, and no sidecars: for the tests
+/// that run host 0's Jenkins control task in-process.
+fn in_process_cluster() -> Cluster {
     let mut spec = spec("inotify");
     spec.bindfs = false;
     spec.folder_jobs = 1;
-    let c = Cluster::prepare(spec);
+    Cluster::prepare(spec)
+}
+
+/// Host 0's Jenkins control task, run in-process from its config with the JENKINS_HOME watcher,
+/// starting at `goal`: its state, the goal to change, and the task.
+fn in_process_control(
+    c: &Cluster,
+    goal: JenkinsGoal,
+) -> (
+    Arc<Mutex<JenkinsState>>,
+    tokio::sync::watch::Sender<JenkinsGoal>,
+    tokio::task::JoinHandle<()>,
+) {
     let config = Config::load(&c.hosts[0].config).expect("host 0's config");
     let state = Arc::new(Mutex::new(JenkinsState::default()));
     let control = JenkinsControl::new(
@@ -374,13 +379,26 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
         Arc::new(tokio::sync::Notify::new()),
     )
     .expect("control");
-    let (goal, goal_rx) = tokio::sync::watch::channel(JenkinsGoal::Leave);
+    let (goal, goal_rx) = tokio::sync::watch::channel(goal);
     let setup = WatchSetup {
         home: config.jenkins.home.clone(),
         lease_dir: config.lease_dir.clone(),
         config: config.watch.clone(),
     };
     let task = tokio::spawn(control.run(goal_rx, Some(setup)));
+    (state, goal, task)
+}
+
+/// A node's Jenkins goal is unknown for up to one interval after start: while its first claim,
+/// lost to the peer, waits for the next decision, or until the first health check answers. The
+/// standby's watcher already runs then. Edits it sees meanwhile must reach the Jenkins once the
+/// node knows it is the standby; they were dropped ("not reloading yet"), and the standby stayed
+/// stale until the next edit. The crash benchmark hit this when it edited right after a fast
+/// settle. Here the control task runs in-process with a goal held at `Leave`, and no sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
+    let c = in_process_cluster();
+    let (state, goal, task) = in_process_control(&c, JenkinsGoal::Leave);
     let watching = c
         .wait(Duration::from_secs(10), || async {
             state.lock().unwrap().watch.is_some().then_some(())
@@ -423,31 +441,8 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
 /// reload keeps the folder children it already has, so it would not read the edit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_during_a_switchover_preparation_reach_the_target_nested_ones_too() {
-    use jenkins_ha::config::Config;
-    use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
-    use std::sync::{Arc, Mutex};
-
-    let mut spec = spec("inotify");
-    spec.bindfs = false;
-    spec.folder_jobs = 1;
-    let c = Cluster::prepare(spec);
-    let config = Config::load(&c.hosts[0].config).expect("host 0's config");
-    let state = Arc::new(Mutex::new(JenkinsState::default()));
-    let control = JenkinsControl::new(
-        &config,
-        state.clone(),
-        Arc::new(jenkins_ha::metrics::Metrics::new()),
-        Arc::new(Mutex::new(jenkins_ha::node::Reloadable::of(&config))),
-        Arc::new(tokio::sync::Notify::new()),
-    )
-    .expect("control");
-    let (_goal, goal_rx) = tokio::sync::watch::channel(JenkinsGoal::Standby { prepare: Some(1) });
-    let setup = WatchSetup {
-        home: config.jenkins.home.clone(),
-        lease_dir: config.lease_dir.clone(),
-        config: config.watch.clone(),
-    };
-    let task = tokio::spawn(control.run(goal_rx, Some(setup)));
+    let c = in_process_cluster();
+    let (state, _goal, task) = in_process_control(&c, JenkinsGoal::Standby { prepare: Some(1) });
     let prepared = c
         .wait(Duration::from_secs(10), || async {
             let s = state.lock().unwrap();

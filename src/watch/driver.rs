@@ -350,6 +350,26 @@ mod tests {
         dir
     }
 
+    /// A watcher over `dir` (lease directory inside it), debounce 100 ms.
+    async fn started(dir: &tempfile::TempDir, mode: WatchMode) -> HomeWatch {
+        let lease = dir.path().join(".jenkins-ha");
+        HomeWatch::start(
+            dir.path(),
+            &lease,
+            &config(mode),
+            BatchConfig::new(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Edits the nested job F/b and adds the job `new`: a full reload plus one item reload.
+    fn edit_nested_and_add_job(dir: &tempfile::TempDir) {
+        fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
+        fs::create_dir_all(dir.path().join("jobs/new")).unwrap();
+        fs::write(dir.path().join("jobs/new/config.xml"), "<job/>").unwrap();
+    }
+
     async fn plan_within(watch: &mut HomeWatch, secs: u64) -> ReloadPlan {
         tokio::time::timeout(Duration::from_secs(secs), watch.next_plan())
             .await
@@ -360,15 +380,7 @@ mod tests {
     #[tokio::test]
     async fn poll_mode_end_to_end() {
         let dir = home();
-        let lease = dir.path().join(".jenkins-ha");
-        let mut watch = HomeWatch::start(
-            dir.path(),
-            &lease,
-            &config(WatchMode::Poll),
-            BatchConfig::new(Duration::from_millis(100)),
-        )
-        .await
-        .unwrap();
+        let mut watch = started(&dir, WatchMode::Poll).await;
         assert_eq!(watch.mode(), Effective::Poll);
         assert_eq!(watch.items(), 2);
         fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
@@ -385,18 +397,8 @@ mod tests {
     #[tokio::test]
     async fn a_requeued_plan_comes_back_whole() {
         let dir = home();
-        let lease = dir.path().join(".jenkins-ha");
-        let mut watch = HomeWatch::start(
-            dir.path(),
-            &lease,
-            &config(WatchMode::Inotify),
-            BatchConfig::new(Duration::from_millis(100)),
-        )
-        .await
-        .unwrap();
-        fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
-        fs::create_dir_all(dir.path().join("jobs/new")).unwrap();
-        fs::write(dir.path().join("jobs/new/config.xml"), "<job/>").unwrap();
+        let mut watch = started(&dir, WatchMode::Inotify).await;
+        edit_nested_and_add_job(&dir);
         let plan = plan_within(&mut watch, 1).await;
         assert!(plan.full);
         assert_eq!(plan.items, vec!["F/b"]);
@@ -412,18 +414,8 @@ mod tests {
     #[tokio::test]
     async fn held_plans_wait_in_the_batch() {
         let dir = home();
-        let lease = dir.path().join(".jenkins-ha");
-        let mut watch = HomeWatch::start(
-            dir.path(),
-            &lease,
-            &config(WatchMode::Inotify),
-            BatchConfig::new(Duration::from_millis(100)),
-        )
-        .await
-        .unwrap();
-        fs::write(dir.path().join("jobs/F/jobs/b/config.xml"), "<job>2</job>").unwrap();
-        fs::create_dir_all(dir.path().join("jobs/new")).unwrap();
-        fs::write(dir.path().join("jobs/new/config.xml"), "<job/>").unwrap();
+        let mut watch = started(&dir, WatchMode::Inotify).await;
+        edit_nested_and_add_job(&dir);
         // Scans go on, well past the debounce, but no plan comes out.
         let held = tokio::time::timeout(Duration::from_millis(800), watch.hold_plans()).await;
         assert!(held.is_err(), "hold_plans returned: {held:?}");
@@ -441,15 +433,7 @@ mod tests {
     #[tokio::test]
     async fn inotify_mode_end_to_end() {
         let dir = home();
-        let lease = dir.path().join(".jenkins-ha");
-        let mut watch = HomeWatch::start(
-            dir.path(),
-            &lease,
-            &config(WatchMode::Inotify),
-            BatchConfig::new(Duration::from_millis(100)),
-        )
-        .await
-        .unwrap();
+        let mut watch = started(&dir, WatchMode::Inotify).await;
         assert_eq!(watch.mode(), Effective::Inotify);
         // A new nested job: the tick comes from the watch on jobs/F/jobs.
         fs::create_dir_all(dir.path().join("jobs/F/jobs/c")).unwrap();
