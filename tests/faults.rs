@@ -33,6 +33,13 @@ where
     (sb, false)
 }
 
+/// Keeps sampling for `more` after the fault settled, then asserts that no sample, before or
+/// after, saw a split brain.
+async fn assert_no_split_brain(c: &Cluster, sb: &SplitBrain, more: Duration) {
+    let (sb2, _) = observe_until(c, more, || async { false }).await;
+    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+}
+
 /// One healthy active that HAProxy routes to and serves from; the other Jenkins (if alive) quiet.
 async fn assert_converged(c: &Cluster, active: usize) {
     assert_eq!(
@@ -203,8 +210,7 @@ async fn row_01_kill_the_active_jenkins_loses_no_config_change() {
     .await;
     assert!(ok, "no failover\n{}", c.logs());
     eprintln!("row 1: converged {:?} after the kill", killed.elapsed());
-    let (sb2, _) = observe_until(&c, Duration::from_secs(2), || async { false }).await;
-    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(2)).await;
     assert_converged(&c, standby).await;
     assert_nothing_lost(&c, standby, &last).await;
 }
@@ -225,8 +231,7 @@ async fn row_02_kill_the_active_sidecar_only_never_routes_to_the_orphan() {
     assert!(ok, "no takeover\n{}", c.logs());
     eprintln!("row 2: converged {:?} after the kill", killed.elapsed());
     // Through HAProxy, only the new active answers; the orphan Jenkins was fenced (quiet-down).
-    let (sb2, _) = observe_until(&c, Duration::from_secs(2), || async { false }).await;
-    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(2)).await;
     for _ in 0..20 {
         let (code, node) = c.through_haproxy(0, "/login").await.unwrap();
         assert_eq!((code, node.as_deref()), (200, Some(NAMES[standby])));
@@ -285,8 +290,7 @@ async fn row_04_sigstop_past_the_lease_loses_no_config_change() {
         stopped.elapsed()
     );
     c.sidecar(active).signal(Signal::SIGCONT);
-    let (sb2, _) = observe_until(&c, Duration::from_secs(3), || async { false }).await;
-    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(3)).await;
     assert_converged(&c, standby).await;
     assert_nothing_lost(&c, standby, &last).await;
 }
@@ -326,8 +330,7 @@ async fn row_08_haproxy_killed_for_a_while_and_restarted() {
         "row 8: re-asserted {:?} after HAProxy came back",
         back.elapsed()
     );
-    let (sb2, _) = observe_until(&c, Duration::from_secs(1), || async { false }).await;
-    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(1)).await;
     assert_converged(&c, active).await;
 }
 
@@ -358,8 +361,7 @@ async fn row_09_two_haproxies_converge_even_when_one_is_down_during_the_failover
         "row 9: the second HAProxy converged {:?} after it came back",
         back.elapsed()
     );
-    let (sb2, _) = observe_until(&c, Duration::from_secs(1), || async { false }).await;
-    assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(1)).await;
     assert_converged(&c, standby).await;
 }
 
