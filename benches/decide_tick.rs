@@ -1,5 +1,6 @@
 //! Criterion benchmark of the pure decision core: one [`Core::decide`] call for a steady active
-//! tick (it holds the term, its Jenkins is healthy: renew, route, keep Jenkins active) and for a
+//! tick (it holds the term, its Jenkins is caught up and healthy: renew, route, keep Jenkins out of
+//! quiet-down) and for a
 //! steady standby tick (the peer holds a fresh term: keep Jenkins quiet). Each call includes the
 //! reason sentence the core formats for the log and `status`.
 //!
@@ -19,15 +20,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use jenkins_ha::config::Timing;
-use jenkins_ha::decide::{
-    Action, Core, JenkinsObs, LeaseObs, Observation, Outcome, Params, PeerObs, Role, TermView,
+use jenkins_ha::core::{
+    Action, CatchUpObs, CatchUpPhase, Core, JenkinsObs, LeaseObs, Observation, Outcome, Params,
+    PeerObs, Role, TermView, Timing,
 };
 
 fn params(node: &str, peer: &str) -> Params {
     Params {
         node: node.into(),
-        peer: peer.into(),
+        priority: 1,
+        peers: vec![peer.into()],
         timing: Timing {
             interval: Duration::from_millis(500),
             fall: 3,
@@ -35,13 +37,21 @@ fn params(node: &str, peer: &str) -> Params {
             lease_timeout: Duration::from_secs(3),
         },
         handover_timeout: Duration::from_secs(60),
+        reload_timeout: Duration::from_secs(300),
     }
 }
 
+/// A healthy Jenkins whose promotion for term 1 (if it is the active) is complete.
 fn healthy() -> JenkinsObs {
     JenkinsObs {
         failures: 0,
         successes: 10,
+        current: true,
+        catch_up: Some(CatchUpObs {
+            term: 1,
+            phase: CatchUpPhase::Done,
+        }),
+        fenced_for: Some(1),
         ..Default::default()
     }
 }
@@ -61,12 +71,15 @@ fn observation(now: Duration, lease: LeaseObs, peer_role: Role) -> Observation {
         now,
         lease,
         jenkins: healthy(),
-        peer: Some(PeerObs {
+        peers: vec![PeerObs {
+            name: "peer".into(),
             role: peer_role,
             term: 1,
             jenkins_healthy: true,
+            current: true,
+            priority: 1,
             age: Duration::from_millis(200),
-        }),
+        }],
         paused: false,
         command: None,
     }
@@ -94,6 +107,13 @@ fn active_core() -> (Core, Observation) {
     let d = core.decide(&obs);
     assert_eq!(d.role, Role::Active, "{}", d.reason);
     assert!(
+        d.actions
+            .iter()
+            .any(|a| matches!(a, Action::CancelQuietDown { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert!(
         d.actions.iter().any(|a| matches!(a, Action::Renew { .. })),
         "{:?}",
         d.actions
@@ -104,16 +124,15 @@ fn active_core() -> (Core, Observation) {
 /// A core following the peer's fresh term 1.
 fn standby_core() -> (Core, Observation) {
     let mut core = Core::new(params("jenkins02", "jenkins01"));
-    let obs = observation(Duration::from_secs(5), term("jenkins01", 7), Role::Active);
+    let mut obs = observation(Duration::from_secs(5), term("jenkins01", 7), Role::Active);
+    obs.peers[0].name = "jenkins01".into();
     for _ in 0..3 {
         core.decide(&obs);
     }
     let d = core.decide(&obs);
     assert_eq!(d.role, Role::Standby, "{}", d.reason);
     assert!(
-        d.actions
-            .iter()
-            .any(|a| matches!(a, Action::JenkinsStandby)),
+        d.actions.iter().any(|a| matches!(a, Action::KeepQuiet)),
         "{:?}",
         d.actions
     );

@@ -1,4 +1,4 @@
-//! Benchmark of the poll scanner ([`jenkins_ha::watch::Scanner`]) on a large JENKINS_HOME:
+//! Benchmark of the poll scanner ([`jenkins_ha::io::watch::Scanner`]) on a large JENKINS_HOME:
 //! 10,000 jobs in 110 folders (100 top-level folders, 10 of them with a sub-folder) and
 //! 1,000,000 build files (100 per job, in `builds/<n>/`), plus global files, nodes, users,
 //! fingerprints and a queue.
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use jenkins_ha::watch::{scan::RACY_WINDOW, spawn_inotify, ChangeKind, Scanner};
+use jenkins_ha::io::watch::{scan::RACY_WINDOW, spawn_inotify, ChangeKind, Scanner};
 
 const JOBS_PER_FOLDER: usize = 100;
 /// Folders with a sub-folder `sub` holding the last 10 of their 100 jobs.

@@ -33,7 +33,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cluster::{binaries, write_job, Cluster, Spec, NAMES};
-use jenkins_ha::decide::Role;
+use jenkins_ha::core::Role;
 use nix::sys::signal::Signal;
 
 const SECTIONS: [&str; 6] = [

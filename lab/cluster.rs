@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use jenkins_ha::haproxy::{Endpoint, HaproxyClient, ServerState};
-use jenkins_ha::http_client::HttpClient;
+use jenkins_ha::io::haproxy::{Endpoint, HaproxyClient, ServerState};
+use jenkins_ha::io::http_client::HttpClient;
 use jenkins_ha::status::ClusterStatus;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -660,7 +660,7 @@ impl Cluster {
         port: u16,
         path: &str,
         timeout: Duration,
-    ) -> Option<jenkins_ha::http_client::Response> {
+    ) -> Option<jenkins_ha::io::http_client::Response> {
         let url = format!("http://127.0.0.1:{port}{path}");
         self.http
             .send(method, &url, &[], bytes::Bytes::new(), timeout)
@@ -668,12 +668,20 @@ impl Cluster {
             .ok()
     }
 
-    pub async fn get(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+    pub async fn get(
+        &self,
+        port: u16,
+        path: &str,
+    ) -> Option<jenkins_ha::io::http_client::Response> {
         self.request(hyper::Method::GET, port, path, Duration::from_secs(2))
             .await
     }
 
-    pub async fn post(&self, port: u16, path: &str) -> Option<jenkins_ha::http_client::Response> {
+    pub async fn post(
+        &self,
+        port: u16,
+        path: &str,
+    ) -> Option<jenkins_ha::io::http_client::Response> {
         self.request(hyper::Method::POST, port, path, Duration::from_secs(2))
             .await
     }

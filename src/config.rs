@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::haproxy::Endpoint;
+use crate::core::Timing;
+use crate::io::haproxy::Endpoint;
+pub use crate::io::watch::{WatchConfig, WatchMode};
 
 /// Where `run` and the other subcommands look when `-c` and `JENKINS_HA_CONFIG` are not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/jenkins-ha/config.yaml";
@@ -69,22 +71,16 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How the JENKINS_HOME watcher notices changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WatchMode {
-    Auto,
-    Inotify,
-    Poll,
-}
-
 // ---- The file as written (serde), before validation ----
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node: RawNode,
-    peer: RawPeer,
+    #[serde(default)]
+    peer: Option<RawPeer>,
+    #[serde(default)]
+    peers: Option<Vec<RawPeer>>,
     auth: RawAuth,
     jenkins: RawJenkins,
     #[serde(default)]
@@ -102,6 +98,8 @@ struct RawNode {
     name: String,
     #[serde(default = "default_listen")]
     listen: SocketAddr,
+    #[serde(default = "default_priority")]
+    failover_priority: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +196,9 @@ struct RawHaproxy {
     timeout: Duration,
 }
 
+fn default_priority() -> u32 {
+    1
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7070))
 }
@@ -239,10 +240,13 @@ fn default_haproxy_timeout() -> Duration {
 pub struct Config {
     pub path: PathBuf,
     pub node: NodeConfig,
-    pub peer: PeerConfig,
+    /// Every other node of the cluster (`peer`, or the `peers` list).
+    pub peers: Vec<PeerConfig>,
     pub cluster_token: Secret,
     pub jenkins: JenkinsConfig,
     pub lease_dir: PathBuf,
+    /// The line of `jenkins.home` in the file, for [`Config::check_home`]'s error.
+    pub home_line: Option<usize>,
     pub timing: Timing,
     pub watch: WatchConfig,
     pub haproxy: HaproxyConfig,
@@ -254,9 +258,11 @@ pub struct Config {
 pub struct NodeConfig {
     pub name: String,
     pub listen: SocketAddr,
+    /// Among standbys, the highest healthy priority claims first; 0 never takes over.
+    pub failover_priority: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub url: String,
@@ -278,30 +284,6 @@ pub struct JenkinsConfig {
     pub restart_command: Option<String>,
 }
 
-/// The timing knobs of the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub interval: Duration,
-    pub fall: u32,
-    pub rise: u32,
-    pub lease_timeout: Duration,
-}
-
-impl Timing {
-    /// How long before the peer may take over the holder stops trusting its own lease:
-    /// max(2 × interval, 20 % of lease_timeout), as `protocol.md` fixes it.
-    pub fn margin(&self) -> Duration {
-        std::cmp::max(self.interval * 2, self.lease_timeout / 5)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct WatchConfig {
-    pub mode: WatchMode,
-    pub poll_interval: Duration,
-    pub debounce: Duration,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaproxyConfig {
     pub sockets: Vec<Endpoint>,
@@ -319,6 +301,29 @@ impl Config {
             message: format!("cannot read the config file: {}", io_reason(&e)),
         })?;
         Self::parse(path, &text)
+    }
+
+    /// Checks that `jenkins.home` is a directory (the shared JENKINS_HOME is mounted). This is
+    /// the one check that touches the shared storage, so only `run` and `check-config` make it;
+    /// on a hung mount it may block.
+    pub fn check_home(&self) -> Result<(), ConfigError> {
+        if self.jenkins.home.is_dir() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            file: self.path.clone(),
+            line: self.home_line,
+            field: "jenkins.home".into(),
+            message: format!(
+                "{} is not a directory (is the shared JENKINS_HOME mounted?)",
+                self.jenkins.home.display()
+            ),
+        })
+    }
+
+    /// The other nodes' names.
+    pub fn peer_names(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.name.clone()).collect()
     }
 
     /// Parses and validates `text` as if read from `path` (relative files resolve from its folder).
@@ -455,16 +460,58 @@ impl Validator<'_> {
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
         check_server_name(&raw.node.name).map_err(|m| self.err("node.name", m))?;
-        check_server_name(&raw.peer.name).map_err(|m| self.err("peer.name", m))?;
-        if raw.node.name == raw.peer.name {
-            return Err(self.err(
-                "peer.name",
-                format!("must differ from node.name ({:?})", raw.node.name),
-            ));
+        let (raw_peers, peers_key) = match (raw.peer, raw.peers) {
+            (Some(peer), None) => (vec![peer], "peer"),
+            (None, Some(peers)) => (peers, "peers"),
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "peers",
+                    "give either peer (two masters) or peers (a list), not both",
+                ))
+            }
+            (None, None) => return Err(self.err("peer", "required key is missing")),
+        };
+        if raw_peers.is_empty() {
+            return Err(self.err("peers", "must list at least one other node"));
         }
-        check_http_url(&raw.peer.url).map_err(|m| self.err("peer.url", m))?;
-        if let Some(url) = &raw.peer.jenkins_url {
-            check_http_url(url).map_err(|m| self.err("peer.jenkins_url", m))?;
+        let mut peers = Vec::with_capacity(raw_peers.len());
+        for (i, peer) in raw_peers.into_iter().enumerate() {
+            let field = |key: &str| {
+                if peers_key == "peer" {
+                    format!("peer.{key}")
+                } else {
+                    format!("peers[{i}].{key}")
+                }
+            };
+            // Flow-style list entries have no line of their own: point at the list.
+            let err = |key: &str, m: String| {
+                let mut e = self.err(&field(key), m);
+                if e.line.is_none() {
+                    e.line = locate(self.text, peers_key);
+                }
+                e
+            };
+            check_server_name(&peer.name).map_err(|m| err("name", m))?;
+            if peer.name == raw.node.name {
+                return Err(err(
+                    "name",
+                    format!("must differ from node.name ({:?})", raw.node.name),
+                ));
+            }
+            if peers.iter().any(|p: &PeerConfig| p.name == peer.name) {
+                return Err(err("name", format!("{:?} is listed twice", peer.name)));
+            }
+            check_http_url(&peer.url).map_err(|m| err("url", m))?;
+            if let Some(url) = &peer.jenkins_url {
+                check_http_url(url).map_err(|m| err("jenkins_url", m))?;
+            }
+            peers.push(PeerConfig {
+                name: peer.name,
+                url: peer.url.trim_end_matches('/').to_string(),
+                jenkins_url: peer
+                    .jenkins_url
+                    .map(|u| u.trim_end_matches('/').to_string()),
+            });
         }
         check_http_url(&raw.jenkins.url).map_err(|m| self.err("jenkins.url", m))?;
 
@@ -486,16 +533,9 @@ impl Validator<'_> {
             (None, None) => None,
         };
 
+        // Not stat'ed here: every subcommand loads the config, and `status` must answer while
+        // the shared storage hangs. `run` and `check-config` call [`Config::check_home`].
         let home = self.resolve(&raw.jenkins.home);
-        if !home.is_dir() {
-            return Err(self.err(
-                "jenkins.home",
-                format!(
-                    "{} is not a directory (is the shared JENKINS_HOME mounted?)",
-                    home.display()
-                ),
-            ));
-        }
         let lease_dir = match &raw.lease.dir {
             Some(d) => self.resolve(d),
             None => home.join(".jenkins-ha"),
@@ -600,11 +640,13 @@ impl Validator<'_> {
         }
         if raw.node.listen.ip().is_unspecified() {
             // Fine and usual; nothing to say.
-        } else if raw.node.listen.ip().is_loopback() && !url_is_loopback(&raw.peer.url) {
-            warnings.push(format!(
-                "node.listen {} is loopback-only but the peer ({}) is remote: its heartbeats cannot reach us",
-                raw.node.listen, raw.peer.url
-            ));
+        } else if raw.node.listen.ip().is_loopback() {
+            for peer in peers.iter().filter(|p| !url_is_loopback(&p.url)) {
+                warnings.push(format!(
+                    "node.listen {} is loopback-only but {} ({}) is remote: its heartbeats cannot reach us",
+                    raw.node.listen, peer.name, peer.url
+                ));
+            }
         }
 
         Ok(Config {
@@ -612,15 +654,9 @@ impl Validator<'_> {
             node: NodeConfig {
                 name: raw.node.name,
                 listen: raw.node.listen,
+                failover_priority: raw.node.failover_priority,
             },
-            peer: PeerConfig {
-                name: raw.peer.name,
-                url: raw.peer.url.trim_end_matches('/').to_string(),
-                jenkins_url: raw
-                    .peer
-                    .jenkins_url
-                    .map(|u| u.trim_end_matches('/').to_string()),
-            },
+            peers,
             cluster_token,
             jenkins: JenkinsConfig {
                 url: raw.jenkins.url.trim_end_matches('/').to_string(),
@@ -632,6 +668,7 @@ impl Validator<'_> {
                 restart_command: raw.jenkins.restart_command,
             },
             lease_dir,
+            home_line: locate(self.text, "jenkins.home"),
             timing,
             watch: WatchConfig {
                 mode: raw.watch.mode,
@@ -830,7 +867,8 @@ mod tests {
                 .replace("token_file: cluster.token", "token_file: \"a\\u2028b\""),
         ];
         for text in cases {
-            let e = s.parse(&text).unwrap_err();
+            // The home is not stat'ed by the parse: its error comes from `check_home`.
+            let e = s.parse(&text).and_then(|c| c.check_home()).unwrap_err();
             let line = e.to_string();
             assert!(
                 !line.contains(['\n', '\r', '\u{2028}']),
@@ -966,8 +1004,11 @@ mod tests {
             .parse(&s.yaml("").replace("tcp://127.0.0.1:9999", "relative.sock"))
             .unwrap_err();
         assert_eq!(e.field, "haproxy.sockets");
+        // The home is checked apart (only `run` and `check-config` touch the shared storage).
         let e = s
             .parse(&s.yaml("").replace("  home: home", "  home: nowhere"))
+            .unwrap()
+            .check_home()
             .unwrap_err();
         assert_eq!(e.field, "jenkins.home");
     }

@@ -1,25 +1,20 @@
-//! jenkins-ha: keeps one of two Jenkins masters on a shared JENKINS_HOME active behind HAProxy.
+//! jenkins-ha: keeps one of a set of Jenkins masters on a shared JENKINS_HOME active behind
+//! HAProxy.
 //!
-//! The decision core ([`decide`]) is pure; everything else is a thin adapter around it
-//! (lease, peer, jenkins, haproxy, routing, jenkins_control, api) wired together by [`node`].
+//! The layers, arrows pointing down: [`cli`] → [`daemon`] → [`io`] → [`core`].
+//! - [`core`]: the pure decision core (observations in; role, actions and a reason out).
+//! - [`io`]: the adapters to the world: lease, Jenkins, HAProxy, HTTP, the JENKINS_HOME watcher.
+//! - [`daemon`]: the loop that wires them together, the API and the tasks around it.
+//! - [`cli`]: the command line on top.
+//!
+//! [`config`] is the YAML schema and [`status`] the status documents, shared by all of them.
 
-pub mod api;
 pub mod cli;
 pub mod config;
-pub mod decide;
-pub mod haproxy;
-pub mod http_client;
-pub mod jenkins;
-pub mod jenkins_control;
-pub mod lease;
-pub mod manual;
-pub mod metrics;
-pub mod node;
-pub mod ops;
-pub mod peer;
-pub mod routing;
+pub mod core;
+pub mod daemon;
+pub mod io;
 pub mod status;
-pub mod watch;
 
 /// Escapes control characters and the Unicode line and paragraph separators (`\n` becomes `\\n`),
 /// so that text quoted from outside (a config key, an HAProxy reply, a peer's JSON) keeps an error
@@ -34,4 +29,10 @@ pub(crate) fn escape_controls(text: &str) -> String {
         }
     }
     line
+}
+
+/// Locks a mutex, taking the data even if another thread panicked while holding it: the state
+/// shared between the daemon's tasks stays usable (and its readers never panic in turn).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

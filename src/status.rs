@@ -3,8 +3,33 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decide::Role;
-use crate::jenkins_control::{ReloadRecord, WatchState};
+use crate::core::Role;
+
+/// A finished reload, for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadRecord {
+    pub kind: String,
+    pub at_unix_ms: u64,
+    pub duration_ms: u64,
+    pub result: String,
+}
+
+/// The JENKINS_HOME watcher as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchState {
+    /// `poll` or `inotify`.
+    pub mode: String,
+    /// Why that mode.
+    pub reason: String,
+    pub items: usize,
+    /// Changes waiting in the batch.
+    pub pending: bool,
+    /// The last reload plan, as a sentence, and what became of it.
+    pub last_plan: Option<String>,
+    pub last_scan_ms: Option<f64>,
+    pub files_statted: Option<usize>,
+    pub error: Option<String>,
+}
 
 /// What one node says about itself. Sent as the heartbeat body and shown in `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +71,17 @@ pub struct NodeStatus {
     /// Round-trip time of the last heartbeat, milliseconds (only for the peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// Its `node.failover_priority` (0: never takes over).
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Its Jenkins has applied every change seen on disk.
+    #[serde(default)]
+    pub current: bool,
+    /// Set by the answering node when this node's heartbeat contradicts the lease (for
+    /// example, it says it is active while the lease names another holder): the role shown is
+    /// the lease's, not the heartbeat's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contradiction: Option<String>,
     /// The JENKINS_HOME watcher.
     #[serde(default)]
     pub watch: Option<WatchState>,
@@ -80,10 +116,17 @@ impl NodeStatus {
             handover_to: None,
             last_heard_s: None,
             rtt_ms: None,
+            priority: default_priority(),
+            current: false,
+            contradiction: None,
             watch: None,
             reloads: Reloads::default(),
         }
     }
+}
+
+fn default_priority() -> u32 {
+    1
 }
 
 /// The lease as the answering node last read it.

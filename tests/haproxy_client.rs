@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use jenkins_ha::haproxy::{
+use jenkins_ha::core::Mono;
+use jenkins_ha::io::clock;
+use jenkins_ha::io::haproxy::{
     observe, parse_servers_state, reconcile, summarize, AdminState, Endpoint, HaproxyClient,
     HaproxyError, ServerState,
 };
-use tokio::time::Instant;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -183,8 +184,8 @@ fn find<'a>(states: &'a [ServerState], backend: &str, server: &str) -> &'a Serve
         .unwrap_or_else(|| panic!("no {backend}/{server} in {states:?}"))
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(3600)
+fn far_future() -> Mono {
+    clock::now() + Duration::from_secs(3600)
 }
 
 /// Asserts that jenkins01 is ready and jenkins02 in maint in both backends.
@@ -375,7 +376,7 @@ async fn a_passed_deadline_sends_no_write() {
         &backends(),
         "jenkins01",
         "jenkins02",
-        Instant::now() - Duration::from_millis(1),
+        clock::now().saturating_sub(Duration::from_millis(1)),
     )
     .await;
     match &reports[0].outcome {
@@ -384,7 +385,7 @@ async fn a_passed_deadline_sends_no_write() {
     }
     let after = haproxy.unix().show_servers_state(None).await.unwrap();
     // Health checks may move op_state meanwhile; what a write would change is the admin state.
-    let admin = |states: &[jenkins_ha::haproxy::ServerState]| {
+    let admin = |states: &[jenkins_ha::io::haproxy::ServerState]| {
         states
             .iter()
             .map(|s| (s.backend.clone(), s.server.clone(), s.admin_state))

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use jenkins_ha::http_client::HttpClient;
-use jenkins_ha::jenkins::{Health, JenkinsClient, JenkinsError};
+use jenkins_ha::io::http_client::HttpClient;
+use jenkins_ha::io::jenkins::{Health, JenkinsClient, JenkinsError};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -29,7 +29,7 @@ impl Load {
         let failed = Arc::new(AtomicU64::new(0));
         let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
         let task = tokio::spawn(async move {
-            let http = jenkins_ha::http_client::HttpClient::new();
+            let http = jenkins_ha::io::http_client::HttpClient::new();
             let url = format!("http://127.0.0.1:{port}/login");
             let mut failures = Vec::new();
             let mut n = 0;

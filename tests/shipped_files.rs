@@ -159,7 +159,7 @@ fn packaged_example_config_parses_and_states_the_real_defaults() {
 
     let example = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(example.node.name, "jenkins01");
-    assert_eq!(example.peer.name, "jenkins02");
+    assert_eq!(example.peers[0].name, "jenkins02");
     assert_eq!(example.cluster_token.expose(), "s3cret");
     assert!(example.jenkins.api_token.is_some());
     assert!(example.warnings.is_empty(), "{:?}", example.warnings);

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use cluster::{write_folder, write_job, BindMounts, Cluster, Spec, NAMES};
 use jenkins_ha::config::Config;
-use jenkins_ha::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState, WatchSetup};
+use jenkins_ha::daemon::jenkins_control::{
+    JenkinsControl, JenkinsGoal, JenkinsState, Mode, WatchSetup,
+};
 use notify::{RecursiveMode, Watcher};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -371,14 +373,9 @@ fn in_process_control(
 ) {
     let config = Config::load(&c.hosts[0].config).expect("host 0's config");
     let state = Arc::new(Mutex::new(JenkinsState::default()));
-    let control = JenkinsControl::new(
-        &config,
-        state.clone(),
-        Arc::new(jenkins_ha::metrics::Metrics::new()),
-        Arc::new(Mutex::new(jenkins_ha::node::Reloadable::of(&config))),
-        Arc::new(tokio::sync::Notify::new()),
-    )
-    .expect("control");
+    let control =
+        JenkinsControl::from_config(&config, state.clone(), Arc::new(tokio::sync::Notify::new()))
+            .expect("control");
     let (goal, goal_rx) = tokio::sync::watch::channel(goal);
     let setup = WatchSetup {
         home: config.jenkins.home.clone(),
@@ -398,7 +395,7 @@ fn in_process_control(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
     let c = in_process_cluster();
-    let (state, goal, task) = in_process_control(&c, JenkinsGoal::Leave);
+    let (state, goal, task) = in_process_control(&c, JenkinsGoal::of(Mode::Leave));
     let watching = c
         .wait(Duration::from_secs(10), || async {
             state.lock().unwrap().watch.is_some().then_some(())
@@ -417,7 +414,8 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
         Some("job 0 v1")
     );
 
-    goal.send(JenkinsGoal::Standby { prepare: None }).unwrap();
+    goal.send(JenkinsGoal::of(Mode::Standby { prepare: None }))
+        .unwrap();
     let followed = c
         .wait(Duration::from_secs(10), || async {
             let ok = description(&c, 0, "job-0").await.as_deref() == Some("edited while starting")
@@ -442,7 +440,8 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_during_a_switchover_preparation_reach_the_target_nested_ones_too() {
     let c = in_process_cluster();
-    let (state, _goal, task) = in_process_control(&c, JenkinsGoal::Standby { prepare: Some(1) });
+    let (state, _goal, task) =
+        in_process_control(&c, JenkinsGoal::of(Mode::Standby { prepare: Some(1) }));
     let prepared = c
         .wait(Duration::from_secs(10), || async {
             let s = state.lock().unwrap();

@@ -4,7 +4,7 @@
 //! reverse for a planned switchover), and no write for a server already in its target state.
 #![no_main]
 
-use jenkins_ha::haproxy::{
+use jenkins_ha::io::haproxy::{
     check_reply, parse_servers_state, plan_reconcile, AdminState, HaproxyError, WriteOrder,
 };
 use libfuzzer_sys::{fuzz_target, Corpus};
@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| -> Corpus {
             .expect("a write for a server that is not there");
         assert!(!current.satisfies(w.state), "a needless write: {w:?}");
     }
-    let is_maint = |w: &&jenkins_ha::haproxy::PlannedWrite| w.state == AdminState::Maint;
+    let is_maint = |w: &&jenkins_ha::io::haproxy::PlannedWrite| w.state == AdminState::Maint;
     let first_ready = maint_first
         .iter()
         .position(|w| w.state == AdminState::Ready);

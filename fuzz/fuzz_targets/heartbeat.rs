@@ -3,7 +3,7 @@
 //! the expected peer and encode back into a heartbeat that is accepted again.
 #![no_main]
 
-use jenkins_ha::peer::{decode_heartbeat, MAX_HEARTBEAT};
+use jenkins_ha::daemon::peer::{decode_heartbeat, MAX_HEARTBEAT};
 use libfuzzer_sys::fuzz_target;
 
 const PEER: &str = "jenkins02";

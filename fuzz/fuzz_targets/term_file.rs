@@ -5,7 +5,7 @@
 //! one-line reason.
 #![no_main]
 
-use jenkins_ha::lease::{parse_term_file, TermFile};
+use jenkins_ha::io::lease::{parse_term_file, TermFile};
 use libfuzzer_sys::{fuzz_target, Corpus};
 
 fuzz_target!(|data: &[u8]| -> Corpus {

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn timing() -> Timing {
-    Timing {
+fn timing() -> crate::core::Timing {
+    crate::core::Timing {
         interval: Duration::from_secs(1),
         fall: 3,
         rise: 2,
@@ -15,12 +15,17 @@ fn timing() -> Timing {
     }
 }
 
+/// How long a full reload may run before it has failed, in these tests.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn core(node: &str, peer: &str) -> Core {
     Core::new(Params {
         node: node.into(),
-        peer: peer.into(),
+        priority: 1,
+        peers: vec![peer.into()],
         timing: timing(),
         handover_timeout: Duration::from_secs(60),
+        reload_timeout: RELOAD_TIMEOUT,
     })
 }
 
@@ -28,17 +33,41 @@ fn healthy() -> JenkinsObs {
     JenkinsObs {
         failures: 0,
         successes: 5,
-        reload_failed: false,
         ..Default::default()
     }
 }
 
+/// A Jenkins that stopped answering `failures` checks ago.
 fn down(failures: u32) -> JenkinsObs {
     JenkinsObs {
         failures,
+        unanswered: failures,
         successes: 0,
-        reload_failed: false,
         ..Default::default()
+    }
+}
+
+/// A Jenkins whose full reload was accepted at `asked_ms` and has not served a 200 since.
+fn reloading(asked_ms: u64, purpose: ReloadPurpose) -> JenkinsObs {
+    JenkinsObs {
+        failures: 2,
+        successes: 0,
+        last_ok_at: Some(Duration::ZERO),
+        full_reload: Some(FullReloadObs {
+            purpose,
+            asked_at: Duration::from_millis(asked_ms),
+            accepted: true,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The catch-up of the promotion for `term` has reached `phase`.
+fn caught(term: u64, phase: CatchUpPhase) -> JenkinsObs {
+    JenkinsObs {
+        catch_up: Some(CatchUpObs { term, phase }),
+        fenced_for: Some(term),
+        ..healthy()
     }
 }
 
@@ -57,7 +86,7 @@ fn obs(now_ms: u64, lease: LeaseObs, jenkins: JenkinsObs) -> Observation {
         now: Duration::from_millis(now_ms),
         lease,
         jenkins,
-        peer: None,
+        peers: vec![],
         paused: false,
         command: None,
     }
@@ -74,7 +103,7 @@ fn routes(d: &Decision) -> bool {
     d.actions.iter().any(|a| matches!(a, Action::Route { .. }))
 }
 
-/// A core that won term `t` at `at_ms` and is active.
+/// A core that won term `t` at `at_ms`, is active, and whose Jenkins has caught up.
 fn active_core(t: u64, at_ms: u64) -> Core {
     let mut c = core("a", "b");
     c.role = Role::Standby;
@@ -82,6 +111,11 @@ fn active_core(t: u64, at_ms: u64) -> Core {
         term: t,
         at: Duration::from_millis(at_ms),
     });
+    let d = c.decide(&obs(at_ms, term(t, "a", 0), caught(t, CatchUpPhase::Done)));
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::CancelQuietDown { .. })));
     c
 }
 
@@ -98,6 +132,7 @@ fn starting_waits_for_the_first_health_check() {
     );
     assert!(d
         .reason
+        .text
         .contains("waiting for the first Jenkins health check"));
 }
 
@@ -106,7 +141,7 @@ fn empty_lease_and_healthy_jenkins_claims_term_one() {
     let mut c = core("a", "b");
     let d = c.decide(&obs(0, LeaseObs::Empty, healthy()));
     assert_eq!(claims(&d), Some(1));
-    assert_eq!(d.reason, "claiming term 1: no node holds a term yet");
+    assert_eq!(d.reason.text, "claiming term 1: no node holds a term yet");
 }
 
 #[test]
@@ -115,13 +150,12 @@ fn empty_lease_but_jenkins_not_risen_waits() {
     let one = JenkinsObs {
         failures: 0,
         successes: 1,
-        reload_failed: false,
         ..Default::default()
     };
     let d = c.decide(&obs(0, LeaseObs::Empty, one));
     assert_eq!(claims(&d), None);
     assert_eq!(d.role, Role::Standby);
-    assert!(d.reason.contains("passed 1 of the 2"), "{}", d.reason);
+    assert!(d.reason.text.contains("passed 1 of the 2"), "{}", d.reason);
 }
 
 #[test]
@@ -139,8 +173,7 @@ fn claimed_term_makes_us_active_and_routes_until_expiry() {
     assert!(d.actions.contains(&Action::Route {
         term: 1,
         until: Duration::from_millis(3010),
-        ready_first: false,
-        serve: false,
+        order: RouteOrder::FenceOnly,
     }));
     assert!(d.actions.contains(&Action::Renew {
         term: 1,
@@ -148,9 +181,20 @@ fn claimed_term_makes_us_active_and_routes_until_expiry() {
         handover_to: None
     }));
     assert_eq!(
-        d.reason,
-        "active: I hold term 1, renewed 0.0 s ago; HAProxy sends users here once my Jenkins has begun its promotion reload"
+        d.reason.text,
+        "active: I hold term 1, renewed 0.0 s ago; HAProxy sends users here once my Jenkins no longer serves a stale configuration"
     );
+    // The promotion fences the other nodes' Jenkins and catches its own up, still quiet.
+    assert!(d.actions.contains(&Action::FencePeers { term: 1 }));
+    assert!(d.actions.contains(&Action::CatchUp {
+        term: 1,
+        prepared: false,
+        final_pass: false
+    }));
+    assert!(!d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::CancelQuietDown { .. })));
 }
 
 #[test]
@@ -162,23 +206,28 @@ fn a_new_active_serves_once_its_promotion_reload_was_asked_for() {
         at: 10 * MS,
     });
     let asked = |term| JenkinsObs {
-        reload_requested_for: Some(term),
+        catch_up: Some(CatchUpObs {
+            term,
+            phase: CatchUpPhase::Current,
+        }),
         ..healthy()
     };
     // A reload asked for an older term does not count.
     let d = c.decide(&obs(20, term(1, "a", 0), asked(0)));
-    assert!(d
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::Route { serve: false, .. })));
+    assert!(d.actions.iter().any(|a| matches!(
+        a,
+        Action::Route {
+            order: RouteOrder::FenceOnly,
+            ..
+        }
+    )));
     let d = c.decide(&obs(30, term(1, "a", 0), asked(1)));
     assert!(d.actions.contains(&Action::Route {
         term: 1,
         until: Duration::from_millis(3010),
-        ready_first: false,
-        serve: true,
+        order: RouteOrder::MaintFirst,
     }));
-    assert_eq!(d.reason, "active: I hold term 1, renewed 0.0 s ago");
+    assert_eq!(d.reason.text, "active: I hold term 1, renewed 0.0 s ago");
 }
 
 #[test]
@@ -187,8 +236,11 @@ fn standby_follows_a_live_holder() {
     c.decide(&obs(0, term(7, "a", 1), healthy()));
     let d = c.decide(&obs(400, term(7, "a", 2), healthy()));
     assert_eq!(d.role, Role::Standby);
-    assert_eq!(d.actions, vec![Action::StopRouting, Action::JenkinsStandby]);
-    assert_eq!(d.reason, "standby: a holds term 7 and renewed 0.0 s ago");
+    assert_eq!(d.actions, vec![Action::StopRouting, Action::KeepQuiet]);
+    assert_eq!(
+        d.reason.text,
+        "standby: a holds term 7 and renewed 0.0 s ago"
+    );
 }
 
 #[test]
@@ -200,7 +252,7 @@ fn standby_claims_only_after_lease_timeout_of_stillness() {
     let d = c.decide(&obs(5000, term(7, "a", 3), healthy()));
     assert_eq!(claims(&d), Some(8));
     assert_eq!(
-        d.reason,
+        d.reason.text,
         "claiming term 8: a has not renewed term 7 for 5.0 s"
     );
 }
@@ -247,14 +299,14 @@ fn released_term_is_taken_at_once() {
     };
     let d = c.decide(&obs(100, LeaseObs::Term(view.clone()), healthy()));
     assert_eq!(claims(&d), Some(8));
-    assert_eq!(d.reason, "claiming term 8: a released term 7");
+    assert_eq!(d.reason.text, "claiming term 8: a released term 7");
     // ... but not while paused.
     view.counter = 5;
     let mut o = obs(200, LeaseObs::Term(view), healthy());
     o.paused = true;
     let d = c.decide(&o);
     assert_eq!(claims(&d), None);
-    assert!(d.reason.contains("paused"), "{}", d.reason);
+    assert!(d.reason.text.contains("paused"), "{}", d.reason);
 }
 
 #[test]
@@ -274,7 +326,7 @@ fn handover_to_me_is_taken_at_once_even_when_paused() {
     assert_eq!(claims(&d), None);
     assert!(d.actions.contains(&Action::PrepareTakeover { term: 7 }));
     assert_eq!(
-        d.reason,
+        d.reason.text,
         "standby: a is handing term 7 over to me; reloading my Jenkins first"
     );
     // ... then claims, and routes make-before-break without a second reload.
@@ -290,7 +342,7 @@ fn handover_to_me_is_taken_at_once_even_when_paused() {
     let d = c.decide(&o);
     assert_eq!(claims(&d), Some(8));
     assert_eq!(
-        d.reason,
+        d.reason.text,
         "claiming term 8: a handed term 7 over to me (planned switchover)"
     );
     c.record(Outcome::Claimed {
@@ -302,18 +354,19 @@ fn handover_to_me_is_taken_at_once_even_when_paused() {
     assert!(d.actions.iter().any(|a| matches!(
         a,
         Action::Route {
-            ready_first: true,
+            order: RouteOrder::ReadyFirst,
             ..
         }
     )));
-    assert!(d.actions.iter().any(|a| matches!(
-        a,
-        Action::JenkinsActive {
-            reload: false,
-            quiet: false,
-            ..
-        }
-    )));
+    // No second reload: the switchover prepared it; only the final pass after fencing remains.
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::CatchUp { prepared: true, .. })));
+    assert!(
+        d.serving_until.is_some(),
+        "make before break: it serves at once"
+    );
 }
 
 #[test]
@@ -337,13 +390,10 @@ fn switchover_drains_running_builds_before_handing_over() {
         counter: 1,
         handover_to: None
     }));
-    assert!(d
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::JenkinsActive { quiet: true, .. })));
+    assert!(d.actions.iter().any(|a| matches!(a, Action::Drain { .. })));
     assert!(routes(&d), "still serving while it drains");
     assert!(
-        d.reason.contains("waiting for 2 running build(s)"),
+        d.reason.text.contains("waiting for 2 running build(s)"),
         "{}",
         d.reason
     );
@@ -367,11 +417,8 @@ fn switchover_drains_running_builds_before_handing_over() {
         counter: 2,
         handover_to: Some("b".into())
     }));
-    assert!(d.actions.contains(&Action::NotifyPeer));
-    assert!(d
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::JenkinsActive { quiet: true, .. })));
+    assert!(d.actions.contains(&Action::NotifyPeers));
+    assert!(d.actions.iter().any(|a| matches!(a, Action::Drain { .. })));
 }
 
 #[test]
@@ -434,13 +481,13 @@ fn switchover_is_abandoned_when_the_target_never_claims() {
         c.decide(&obs(now, term(3, "a", counter), healthy()));
     }
     let d = c.decide(&obs(now + 10, term(3, "a", counter), healthy()));
-    assert!(d.reason.contains("handing over"), "{}", d.reason);
+    assert!(d.reason.text.contains("handing over"), "{}", d.reason);
     let d = c.decide(&obs(60_010, term(3, "a", counter), healthy()));
-    assert!(d.reason.contains("was abandoned"), "{}", d.reason);
+    assert!(d.reason.text.contains("was abandoned"), "{}", d.reason);
     assert!(d
         .actions
         .iter()
-        .any(|a| matches!(a, Action::JenkinsActive { quiet: false, .. })));
+        .any(|a| matches!(a, Action::CancelQuietDown { .. })));
     assert!(d.actions.iter().any(|a| matches!(
         a,
         Action::Renew {
@@ -450,7 +497,7 @@ fn switchover_is_abandoned_when_the_target_never_claims() {
     )));
     let d = c.decide(&obs(60_020, term(3, "a", counter), healthy()));
     assert!(
-        d.reason.starts_with("active: I hold term 3"),
+        d.reason.text.starts_with("active: I hold term 3"),
         "{}",
         d.reason
     );
@@ -475,7 +522,7 @@ fn forced_takeover_waits_out_the_lease_even_when_paused() {
     let d = c.decide(&o);
     assert_eq!(claims(&d), Some(8));
     assert!(
-        d.reason.ends_with("(forced by an operator)"),
+        d.reason.text.ends_with("(forced by an operator)"),
         "{}",
         d.reason
     );
@@ -499,7 +546,7 @@ fn forced_takeover_lapses_when_the_holder_renews() {
         None,
         "the holder proved alive: the pause holds again"
     );
-    assert!(d.reason.contains("paused"), "{}", d.reason);
+    assert!(d.reason.text.contains("paused"), "{}", d.reason);
 }
 
 #[test]
@@ -520,19 +567,33 @@ fn handover_to_someone_else_is_not_taken() {
 fn unhealthy_standby_never_claims_and_says_no_active_loudly() {
     let mut c = core("b", "a");
     c.decide(&obs(0, term(7, "a", 3), down(1)));
-    let broken = JenkinsObs {
-        failures: 0,
-        successes: 9,
-        reload_failed: true,
-        ..Default::default()
-    };
+    // A full reload accepted at 20 s, still 503 past the reload timeout: it failed.
+    let broken = reloading(20_000, ReloadPurpose::Follow);
     let d = c.decide(&obs(60_000, term(7, "a", 3), broken));
     assert_eq!(claims(&d), None);
-    assert!(d.reason.contains("NO ACTIVE NODE"), "{}", d.reason);
-    assert!(d.reason.contains("failed its last reload"), "{}", d.reason);
-    let d = c.decide(&obs(61_000, term(7, "a", 3), down(4)));
+    assert!(d.reason.text.contains("NO ACTIVE NODE"), "{}", d.reason);
+    assert!(
+        d.reason.text.contains("failed its last reload"),
+        "{}",
+        d.reason
+    );
+    assert!(d.jenkins_broken && !d.jenkins_healthy);
+    assert!(
+        d.actions.contains(&Action::RestartJenkins { session: 0 }),
+        "restart_command runs for the stuck JVM: {:?}",
+        d.actions
+    );
+    // Restarted (a new JVM), and down for now.
+    let d = c.decide(&obs(
+        61_000,
+        term(7, "a", 3),
+        JenkinsObs {
+            session: 1,
+            ..down(4)
+        },
+    ));
     assert_eq!(claims(&d), None);
-    assert!(d.reason.contains("my Jenkins is down"), "{}", d.reason);
+    assert!(d.reason.text.contains("my Jenkins is down"), "{}", d.reason);
 }
 
 #[test]
@@ -543,7 +604,7 @@ fn paused_standby_does_not_take_a_stale_term() {
     o.paused = true;
     let d = c.decide(&o);
     assert_eq!(claims(&d), None);
-    assert!(d.reason.contains("paused"));
+    assert!(d.reason.text.contains("paused"));
 }
 
 #[test]
@@ -556,7 +617,7 @@ fn unreadable_lease_never_leads_to_a_claim() {
         healthy(),
     ));
     assert_eq!(claims(&d), None);
-    assert_eq!(d.reason, "standby: cannot read the lease: timed out");
+    assert_eq!(d.reason.text, "standby: cannot read the lease: timed out");
 }
 
 #[test]
@@ -564,7 +625,7 @@ fn own_term_from_before_a_restart_is_resumed_in_the_next_term() {
     let mut c = core("a", "b");
     let d = c.decide(&obs(0, term(7, "a", 30), healthy()));
     assert_eq!(claims(&d), Some(8));
-    assert_eq!(d.reason, "claiming term 8: I held term 7 before");
+    assert_eq!(d.reason.text, "claiming term 8: I held term 7 before");
 }
 
 #[test]
@@ -579,7 +640,7 @@ fn own_released_term_waits_for_the_peer_first() {
     };
     let d = c.decide(&obs(0, LeaseObs::Term(view.clone()), healthy()));
     assert_eq!(claims(&d), None);
-    assert!(d.reason.contains("I released term 7"), "{}", d.reason);
+    assert!(d.reason.text.contains("I released term 7"), "{}", d.reason);
     let d = c.decide(&obs(5000, LeaseObs::Term(view), healthy()));
     assert_eq!(claims(&d), Some(8), "nobody took it: take it back");
 }
@@ -595,9 +656,10 @@ fn expired_lease_steps_down_before_anything_else() {
     });
     let d = c.decide(&o);
     assert_eq!(d.role, Role::SteppingDown);
-    assert_eq!(d.actions, vec![Action::StopRouting, Action::JenkinsStandby]);
+    assert_eq!(d.actions, vec![Action::StopRouting, Action::KeepQuiet]);
     assert!(
         d.reason
+            .text
             .starts_with("stepping down: my lease on term 3 expired by my own clock"),
         "{}",
         d.reason
@@ -611,7 +673,7 @@ fn holder_seeing_a_newer_term_steps_down() {
     let d = c.decide(&obs(500, term(4, "b", 0), healthy()));
     assert_eq!(d.role, Role::SteppingDown);
     assert!(!routes(&d));
-    assert_eq!(d.reason, "stepping down: b holds term 4 (mine was 3)");
+    assert_eq!(d.reason.text, "stepping down: b holds term 4 (mine was 3)");
 }
 
 #[test]
@@ -620,7 +682,11 @@ fn holder_keeps_routing_while_storage_is_unreadable_but_lease_valid() {
     let d = c.decide(&obs(1000, LeaseObs::Unreadable("EIO".into()), healthy()));
     assert_eq!(d.role, Role::Active);
     assert!(routes(&d));
-    assert!(d.reason.contains("stays valid for 2.0 s"), "{}", d.reason);
+    assert!(
+        d.reason.text.contains("stays valid for 2.0 s"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -660,10 +726,10 @@ fn failing_jenkins_releases_the_term() {
     let d = c.decide(&obs(700, term(3, "a", 0), down(3)));
     assert_eq!(d.role, Role::SteppingDown);
     assert!(d.actions.contains(&Action::Release { term: 3 }));
-    assert!(d.actions.contains(&Action::NotifyPeer));
+    assert!(d.actions.contains(&Action::NotifyPeers));
     assert!(!routes(&d));
     assert_eq!(
-        d.reason,
+        d.reason.text,
         "releasing term 3: my Jenkins failed 3 health checks in a row (fall 3); b can take over"
     );
 }
@@ -672,16 +738,19 @@ fn failing_jenkins_releases_the_term() {
 fn failing_jenkins_keeps_the_term_when_the_peer_is_down_too() {
     let mut c = active_core(3, 0);
     let mut o = obs(700, term(3, "a", 0), down(3));
-    o.peer = Some(PeerObs {
+    o.peers = vec![PeerObs {
+        name: "b".into(),
         role: Role::Standby,
         term: 3,
         jenkins_healthy: false,
+        current: true,
+        priority: 1,
         age: 200 * MS,
-    });
+    }];
     let d = c.decide(&o);
     assert_eq!(d.role, Role::Active);
     assert!(
-        d.reason.contains("reports its Jenkins down too"),
+        d.reason.text.contains("reports its Jenkins down too"),
         "{}",
         d.reason
     );
@@ -694,7 +763,7 @@ fn paused_active_does_not_release_on_failure() {
     o.paused = true;
     let d = c.decide(&o);
     assert_eq!(d.role, Role::Active);
-    assert!(d.reason.contains("paused"), "{}", d.reason);
+    assert!(d.reason.text.contains("paused"), "{}", d.reason);
 }
 
 #[test]
@@ -749,7 +818,7 @@ fn reasons_are_one_line() {
         obs(0, LeaseObs::Unreadable("x".into()), healthy()),
     ] {
         let d = c.decide(&o);
-        assert!(!d.reason.contains('\n'));
+        assert!(!d.reason.text.contains('\n'));
     }
 }
 
@@ -780,21 +849,58 @@ fn arb_lease() -> impl Strategy<Value = LeaseObs> {
     ]
 }
 
+/// A Jenkins observation as the adapters could report it: health counts, a full reload that
+/// may be running (asked a while before the decision), and a promotion's catch-up and fencing
+/// for a random term.
 fn arb_jenkins() -> impl Strategy<Value = JenkinsObs> {
-    (0u32..5, 0u32..5, any::<bool>()).prop_map(|(failures, successes, reload_failed)| JenkinsObs {
-        failures,
-        successes,
-        reload_failed,
-        ..Default::default()
-    })
+    (
+        (0u32..5, 0u32..5, 0u32..5, 0u64..3),
+        (
+            prop::option::of((0u8..3, 0u64..8)),
+            prop::option::of((1u64..6, 0u8..4)),
+            prop::option::of(1u64..6),
+        ),
+    )
+        .prop_map(
+            |((failures, successes, unanswered, session), (reload, catch_up, fenced))| JenkinsObs {
+                failures,
+                successes,
+                unanswered: unanswered.min(failures),
+                session,
+                // The reload's `asked_at` is filled in relative to the step's time by the test.
+                full_reload: reload.map(|(purpose, term)| FullReloadObs {
+                    purpose: match purpose {
+                        0 => ReloadPurpose::Follow,
+                        1 => ReloadPurpose::Promote(term),
+                        _ => ReloadPurpose::Prepare(term),
+                    },
+                    asked_at: Duration::ZERO,
+                    accepted: true,
+                }),
+                catch_up: catch_up.map(|(term, phase)| CatchUpObs {
+                    term,
+                    phase: match phase {
+                        0 => CatchUpPhase::Started,
+                        1 => CatchUpPhase::Current,
+                        2 => CatchUpPhase::FirstPassDone,
+                        _ => CatchUpPhase::Done,
+                    },
+                }),
+                fenced_for: fenced,
+                ..Default::default()
+            },
+        )
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Observe {
         dt_ms: u64,
         lease: LeaseObs,
         jenkins: JenkinsObs,
+        /// How long before this step the full reload (if any) was asked for.
+        reload_age_ms: u64,
         paused: bool,
         command: u8,
     },
@@ -803,8 +909,10 @@ enum Step {
 
 fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u64..3000, arb_lease(), arb_jenkins(), any::<bool>(), 0u8..6).prop_map(
-            |(dt_ms, lease, jenkins, paused, command)| Step::Observe { dt_ms, lease, jenkins, paused, command }
+        4 => (0u64..3000, arb_lease(), arb_jenkins(), 0u64..60_000, any::<bool>(), 0u8..6).prop_map(
+            |(dt_ms, lease, jenkins, reload_age_ms, paused, command)| Step::Observe {
+                dt_ms, lease, jenkins, reload_age_ms, paused, command
+            }
         ),
         1 => (0u8..3, 0u64..400).prop_map(|(k, d)| Step::Outcome(k, d)),
     ]
@@ -814,29 +922,44 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
 
     /// A node never acts as active without a lease that is valid by its own clock, and a node whose
-    /// lease expired does nothing but step down.
+    /// lease expired does nothing but step down. `/active` (the decision's `serving_until`) is
+    /// 200 only on an active node with a valid lease, until that lease's deadline, and never with
+    /// a broken Jenkins. Quiet-down is cancelled only for the term we hold, within its lease,
+    /// once the catch-up for that term reported done; the catch-up's final pass is asked only
+    /// once the other nodes' Jenkins were fenced for that term, and every catch-up goes with
+    /// fencing. A broken or reloading Jenkins never claims.
     #[test]
     fn never_active_without_a_valid_lease(steps in prop::collection::vec(arb_step(), 1..40)) {
         let mut c = core("a", "b");
         let mut now = Duration::ZERO;
+        let mut done_for = std::collections::BTreeSet::new();
         for step in steps {
             match step {
-                Step::Observe { dt_ms, lease, jenkins, paused, command } => {
+                Step::Observe { dt_ms, lease, mut jenkins, reload_age_ms, paused, command } => {
                     now += Duration::from_millis(dt_ms);
+                    if let Some(r) = jenkins.full_reload.as_mut() {
+                        r.asked_at = now.saturating_sub(Duration::from_millis(reload_age_ms));
+                    }
+                    if let Some(cu) = &jenkins.catch_up {
+                        if cu.phase == CatchUpPhase::Done {
+                            done_for.insert(cu.term);
+                        }
+                    }
                     let expired_before = c.valid_until().is_some_and(|u| now >= u);
                     let command = match command {
                         0 => Some(Command::Shutdown),
                         1 => Some(Command::Handover { to: "b".into(), wait_builds: Duration::ZERO }),
                         _ => None,
                     };
-                    let o = Observation { now, lease, jenkins, peer: None, paused, command };
+                    let fenced_for = jenkins.fenced_for;
+                    let o = Observation { now, lease, jenkins, peers: vec![], paused, command };
                     let d = c.decide(&o);
                     if expired_before {
-                        prop_assert_eq!(&d.actions, &vec![Action::StopRouting, Action::JenkinsStandby]);
+                        prop_assert_eq!(&d.actions, &vec![Action::StopRouting, Action::KeepQuiet]);
                     }
                     for a in &d.actions {
                         match a {
-                            Action::Route { until, .. } | Action::JenkinsActive { until, .. } => {
+                            Action::Route { until, .. } | Action::CancelQuietDown { until, .. } => {
                                 prop_assert!(now < *until, "routes at {:?} past its expiry {:?}", now, *until);
                                 prop_assert_eq!(Some(*until), c.valid_until());
                             }
@@ -846,11 +969,31 @@ proptest! {
                                 let ok = c.held_term() == Some(*term) || is_release;
                                 prop_assert!(ok);
                             }
+                            Action::Claim { .. } => {
+                                prop_assert!(d.jenkins_healthy && !d.jenkins_broken && !d.jenkins_reloading);
+                            }
                             _ => {}
+                        }
+                        if let Action::CancelQuietDown { term, .. } = a {
+                            prop_assert_eq!(Some(*term), c.held_term());
+                            prop_assert!(done_for.contains(term), "quiet-down cancelled before the catch-up of term {} was done", term);
+                        }
+                        if let Action::CatchUp { term, final_pass, .. } = a {
+                            let fence = Action::FencePeers { term: *term };
+                            prop_assert!(d.actions.contains(&fence));
+                            if *final_pass {
+                                prop_assert_eq!(fenced_for, Some(*term));
+                            }
                         }
                     }
                     if d.role == Role::Active {
                         prop_assert!(c.valid_until().is_some_and(|u| now < u));
+                    }
+                    if let Some(until) = d.serving_until {
+                        prop_assert_eq!(d.role, Role::Active);
+                        prop_assert_eq!(Some(until), c.valid_until());
+                        prop_assert!(now < until);
+                        prop_assert!(!d.jenkins_broken);
                     }
                 }
                 Step::Outcome(kind, d) => {
@@ -893,7 +1036,7 @@ proptest! {
                 last_move = now;
                 first = false;
             }
-            let d = c.decide(&obs(now.as_millis() as u64, term(5, "a", counter), jenkins));
+            let d = c.decide(&obs(now.as_millis() as u64, term(5, "a", counter), jenkins.clone()));
             if claims(&d).is_some() {
                 prop_assert!(now - last_move >= timing().lease_timeout,
                     "claimed {:?} after the counter moved", now - last_move);
@@ -933,6 +1076,19 @@ impl Rng {
     }
 }
 
+/// A promotion's catch-up as the simulated Jenkins adapter runs it.
+#[derive(Debug, Clone, Copy)]
+struct CatchUpSim {
+    term: u64,
+    /// A full reload (not prepared by a switchover): Jenkins answers 503 until `first_done`.
+    full: bool,
+    /// `POST /reload` accepted: Jenkins no longer serves a stale configuration.
+    current_at: Duration,
+    first_done_at: Duration,
+    /// The final pass, once the fencing was done.
+    final_done_at: Option<Duration>,
+}
+
 struct SimNode {
     core: Core,
     name: &'static str,
@@ -940,14 +1096,22 @@ struct SimNode {
     storage_ok: bool,
     successes: u32,
     failures: u32,
-    /// SIGSTOP: nothing of this node runs before this instant.
+    unanswered: u32,
+    last_ok_at: Option<Duration>,
+    /// Restarts of its Jenkins (each one a new `X-Jenkins-Session`).
+    session: u64,
+    /// SIGSTOP: nothing of this node's sidecar runs before this instant (its Jenkins runs on).
     paused_until: Duration,
     /// Actions decided but not yet carried out, in order.
     queue: std::collections::VecDeque<Action>,
-    /// A switchover's preparation reload: for which term, done at which instant.
+    /// A switchover's preparation: for which term, done at which instant.
     preparing: Option<(u64, Duration)>,
-    /// A promotion's `POST /reload`: for which term, answered at which instant.
-    reload_asked: Option<(u64, Duration)>,
+    catch_up: Option<CatchUpSim>,
+    /// The fencing of the other node's Jenkins: for which term, done at which instant.
+    fenced: Option<(u64, Duration)>,
+    /// Whether this node's Jenkins is in quiet-down. It starts quiet, and a restarted one comes
+    /// back quiet (the `init.groovy.d` script the README asks for).
+    quiet: bool,
     /// The last route this node asked of HAProxy: for which term, and whether it serves.
     last_route: Option<(u64, bool)>,
 }
@@ -961,10 +1125,15 @@ impl SimNode {
             storage_ok: true,
             successes: 0,
             failures: 0,
+            unanswered: 0,
+            last_ok_at: None,
+            session: 0,
             paused_until: Duration::ZERO,
             queue: Default::default(),
             preparing: None,
-            reload_asked: None,
+            catch_up: None,
+            fenced: None,
+            quiet: true,
             last_route: None,
         }
     }
@@ -976,6 +1145,63 @@ impl SimNode {
             self.core.valid_until()
         } else {
             None
+        }
+    }
+
+    /// Whether its Jenkins may start builds now: up and out of quiet-down.
+    fn building(&self) -> bool {
+        self.jenkins_up && !self.quiet
+    }
+
+    fn reloading(&self, at: Duration) -> bool {
+        self.catch_up
+            .is_some_and(|c| c.full && at >= c.current_at && at < c.first_done_at)
+    }
+
+    /// Its Jenkins comes back at `at` after a crash: a new JVM, quiet (the init script), not
+    /// reloading any more.
+    fn jenkins_restarted(&mut self, at: Duration) {
+        self.jenkins_up = true;
+        self.session += 1;
+        self.quiet = true;
+        if let Some(c) = self.catch_up.as_mut() {
+            c.first_done_at = c.first_done_at.min(at);
+        }
+    }
+
+    /// What its Jenkins adapter and health checks report at `at`.
+    fn jenkins_obs(&self, at: Duration, busy: u32) -> JenkinsObs {
+        JenkinsObs {
+            successes: self.successes,
+            failures: self.failures,
+            unanswered: self.unanswered,
+            last_ok_at: self.last_ok_at,
+            session: self.session,
+            busy_executors: Some(busy),
+            current: true,
+            prepared_for: self
+                .preparing
+                .filter(|(_, done)| at >= *done)
+                .map(|(t, _)| t),
+            full_reload: self.catch_up.filter(|c| c.full).map(|c| FullReloadObs {
+                purpose: ReloadPurpose::Promote(c.term),
+                asked_at: c.current_at,
+                accepted: true,
+            }),
+            catch_up: self.catch_up.map(|c| CatchUpObs {
+                term: c.term,
+                phase: if c.final_done_at.is_some_and(|d| at >= d) {
+                    CatchUpPhase::Done
+                } else if at >= c.first_done_at {
+                    CatchUpPhase::FirstPassDone
+                } else if at >= c.current_at {
+                    CatchUpPhase::Current
+                } else {
+                    CatchUpPhase::Started
+                },
+            }),
+            fenced_for: self.fenced.filter(|(_, done)| at >= *done).map(|(t, _)| t),
+            ..Default::default()
         }
     }
 }
@@ -991,12 +1217,27 @@ enum Ev {
     Commit(Action, Duration),
     /// The write call returns to the loop.
     Done(Option<Outcome>),
+    /// Another node fenced this node's Jenkins: quiet-down (runs even while its sidecar is paused).
+    Fenced,
+}
+
+/// How one simulated timeline went.
+#[derive(Debug, Default)]
+struct SimRun {
+    claims: usize,
+    handovers: usize,
+    /// Promotions whose first pass outlasted the lease timeout, and that completed.
+    long_promotions: usize,
+    /// Holders whose lease lapsed while their promotion's catch-up ran.
+    lapsed_mid_promotion: usize,
 }
 
 /// Runs one simulated timeline with random interleavings, write latencies, storage faults, Jenkins
-/// faults and process pauses until `faults_until`, then none until `end`. Fails on any instant with
-/// two nodes acting as active, and if the cluster has not converged to one active at the end.
-fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<(usize, usize), String> {
+/// faults, process pauses and promotions whose catch-up may outlast the lease until
+/// `faults_until`, then none until `end`. Fails on any instant with two nodes acting as active or
+/// two Jenkins out of quiet-down, and if the cluster has not converged to one active, serving,
+/// out of quiet-down at the end.
+fn simulate(seed: u64, faults_until: Duration, end: Duration) -> Result<SimRun, String> {
     simulate_with(seed, faults_until, end, 60, 40)
 }
 
@@ -1008,7 +1249,7 @@ fn simulate_with(
     end: Duration,
     chaos: u64,
     commands: u64,
-) -> Result<(usize, usize), String> {
+) -> Result<SimRun, String> {
     let mut rng = Rng(seed | 1);
     let t = timing();
     let mut storage = Storage::default();
@@ -1030,16 +1271,24 @@ fn simulate_with(
         Ev::Tick,
     );
     let mut log = Vec::new();
-    let mut claims_won = 0;
-    let mut handovers = 0;
+    let mut last_reason = [String::new(), String::new()];
+    let mut run = SimRun::default();
     while let Some(((now, _), (i, ev))) = events.pop_first() {
         if now > end {
             break;
         }
         let faulty = now < faults_until;
         if !faulty {
-            nodes[i].jenkins_up = true;
+            if !nodes[i].jenkins_up {
+                nodes[i].jenkins_restarted(now);
+            }
             nodes[i].storage_ok = true;
+        }
+        if let Ev::Fenced = ev {
+            if nodes[i].jenkins_up {
+                nodes[i].quiet = true;
+            }
+            continue;
         }
         if nodes[i].paused_until > now {
             push(&mut events, nodes[i].paused_until, i, ev);
@@ -1047,7 +1296,13 @@ fn simulate_with(
         }
         if faulty {
             match rng.below(chaos) {
-                0 => nodes[i].jenkins_up = !nodes[i].jenkins_up,
+                0 => {
+                    if nodes[i].jenkins_up {
+                        nodes[i].jenkins_up = false;
+                    } else {
+                        nodes[i].jenkins_restarted(now);
+                    }
+                }
                 1 => nodes[i].storage_ok = !nodes[i].storage_ok,
                 2 => {
                     let pause = Duration::from_millis(rng.below(12_000));
@@ -1070,15 +1325,24 @@ fn simulate_with(
             })
         };
         match ev {
+            Ev::Fenced => {}
             Ev::Tick => {
-                if nodes[i].jenkins_up {
-                    nodes[i].successes += 1;
-                    nodes[i].failures = 0;
+                let n = &mut nodes[i];
+                if !n.jenkins_up {
+                    n.failures += 1;
+                    n.unanswered += 1;
+                    n.successes = 0;
+                } else if n.reloading(now) {
+                    n.failures += 1;
+                    n.unanswered = 0;
+                    n.successes = 0;
                 } else {
-                    nodes[i].failures += 1;
-                    nodes[i].successes = 0;
+                    n.successes += 1;
+                    n.failures = 0;
+                    n.unanswered = 0;
+                    n.last_ok_at = Some(now);
                 }
-                let lease = if nodes[i].storage_ok {
+                let lease = if n.storage_ok {
                     storage.view()
                 } else {
                     LeaseObs::Unreadable("EIO".into())
@@ -1098,29 +1362,26 @@ fn simulate_with(
                         _ => None,
                     }
                 };
-                let prepared_for = nodes[i]
-                    .preparing
-                    .filter(|(_, at)| decided >= *at)
-                    .map(|(t, _)| t);
+                let busy = rng.below(2) as u32;
                 let o = Observation {
                     now: decided,
                     lease,
-                    jenkins: JenkinsObs {
-                        failures: nodes[i].failures,
-                        successes: nodes[i].successes,
-                        reload_failed: false,
-                        busy_executors: Some(rng.below(2) as u32),
-                        prepared_for,
-                        reload_requested_for: nodes[i]
-                            .reload_asked
-                            .filter(|(_, at)| decided >= *at)
-                            .map(|(t, _)| t),
-                    },
-                    peer: None,
+                    jenkins: nodes[i].jenkins_obs(decided, busy),
+                    peers: vec![],
                     paused: faulty && rng.below(4) == 0,
                     command,
                 };
+                let promoting = nodes[i].core.held_term().is_some_and(|held| {
+                    nodes[i].catch_up.is_none_or(|c| {
+                        c.term != held || c.final_done_at.is_none_or(|d| decided < d)
+                    })
+                });
                 let d = nodes[i].core.decide(&o);
+                last_reason[i] = d.reason.text.clone();
+                if promoting && d.reason.kind == ReasonKind::SteppingDown(StepDownWhy::LeaseExpired)
+                {
+                    run.lapsed_mid_promotion += 1;
+                }
                 nodes[i].queue = d.actions.into_iter().collect();
                 push(&mut events, decided, i, Ev::Next);
             }
@@ -1143,29 +1404,68 @@ fn simulate_with(
                     let commit = now + lag(&mut rng);
                     push(&mut events, commit, i, Ev::Commit(a, now));
                 }
-                Some(Action::PrepareTakeover { term }) => {
-                    if nodes[i].preparing.map(|(t, _)| t) != Some(term) {
-                        let done = now + Duration::from_millis(rng.below(800));
-                        nodes[i].preparing = Some((term, done));
+                Some(action) => {
+                    let n = &mut nodes[i];
+                    match action {
+                        Action::PrepareTakeover { term }
+                            if n.preparing.map(|(t, _)| t) != Some(term) =>
+                        {
+                            let done = now + Duration::from_millis(rng.below(800));
+                            n.preparing = Some((term, done));
+                        }
+                        Action::FencePeers { term } if n.fenced.map(|(t, _)| t) != Some(term) => {
+                            let done = now + Duration::from_millis(rng.below(500));
+                            n.fenced = Some((term, done));
+                            push(&mut events, done, 1 - i, Ev::Fenced);
+                        }
+                        Action::CatchUp {
+                            term,
+                            prepared,
+                            final_pass,
+                        } => {
+                            if n.catch_up.map(|c| c.term) != Some(term) {
+                                // One promotion in four reloads for longer than the lease
+                                // timeout: a large home on real Jenkins.
+                                let first = if prepared {
+                                    Duration::ZERO
+                                } else if rng.below(4) == 0 {
+                                    Duration::from_millis(5_000 + rng.below(10_000))
+                                } else {
+                                    Duration::from_millis(rng.below(800))
+                                };
+                                let accepted = now + Duration::from_millis(rng.below(300));
+                                n.catch_up = Some(CatchUpSim {
+                                    term,
+                                    full: !prepared,
+                                    current_at: if prepared { now } else { accepted },
+                                    first_done_at: accepted.max(now) + first,
+                                    final_done_at: None,
+                                });
+                            }
+                            if let Some(c) = n.catch_up.as_mut() {
+                                if final_pass && now >= c.first_done_at && c.final_done_at.is_none()
+                                {
+                                    c.final_done_at =
+                                        Some(now + Duration::from_millis(rng.below(100)));
+                                    if c.full
+                                        && c.first_done_at.saturating_sub(c.current_at)
+                                            >= t.lease_timeout
+                                    {
+                                        run.long_promotions += 1;
+                                    }
+                                }
+                            }
+                        }
+                        // The adapter checks the clock right before the call.
+                        Action::CancelQuietDown { until, .. } if now < until => n.quiet = false,
+                        Action::KeepQuiet | Action::Drain { .. } => n.quiet = true,
+                        Action::Route { term, order, .. } => {
+                            n.last_route = Some((term, order != RouteOrder::FenceOnly));
+                        }
+                        _ => {}
                     }
                     push(&mut events, now, i, Ev::Next);
                 }
-                Some(Action::JenkinsActive {
-                    term, reload: true, ..
-                }) => {
-                    // The promotion asks its Jenkins for a reload, once per term (a down
-                    // Jenkins is asked and fails; the health checks take it from there).
-                    if nodes[i].reload_asked.map(|(t, _)| t) != Some(term) {
-                        let answered = now + Duration::from_millis(rng.below(300));
-                        nodes[i].reload_asked = Some((term, answered));
-                    }
-                    push(&mut events, now, i, Ev::Next);
-                }
-                Some(Action::Route { term, serve, .. }) => {
-                    nodes[i].last_route = Some((term, serve));
-                    push(&mut events, now, i, Ev::Next);
-                }
-                Some(_) => push(&mut events, now, i, Ev::Next),
             },
             Ev::Commit(action, start) => {
                 let outcome = if !nodes[i].storage_ok {
@@ -1223,17 +1523,15 @@ fn simulate_with(
                     if let Outcome::Renewed { done, .. } = &mut o {
                         *done = now;
                     }
-                    if let Outcome::Claimed { term, .. } = &o {
-                        if nodes[i].core.claiming_handover == Some(term - 1) {
-                            handovers += 1;
-                        }
-                    }
                     if let Outcome::Claimed { term, at } = &o {
+                        if nodes[i].core.claimed_by_handover() == Some(term - 1) {
+                            run.handovers += 1;
+                        }
                         log.push(format!(
                             "{now:?} {} won term {term} (create started {at:?})",
                             nodes[i].name
                         ));
-                        claims_won += 1;
+                        run.claims += 1;
                         redecide = true;
                     }
                     nodes[i].core.record(o);
@@ -1254,6 +1552,10 @@ fn simulate_with(
                 return Err(log.join("\n"));
             }
         }
+        if nodes[0].building() && nodes[1].building() {
+            log.push(format!("{now:?}: TWO JENKINS OUT OF QUIET-DOWN"));
+            return Err(log.join("\n"));
+        }
     }
     let actives = nodes
         .iter()
@@ -1261,11 +1563,13 @@ fn simulate_with(
         .count();
     if actives != 1 {
         return Err(format!(
-            "did not converge: {actives} active nodes at the end\n{}",
+            "did not converge: {actives} active nodes at the end (a: {}; b: {})\n{}",
+            last_reason[0],
+            last_reason[1],
             log.join("\n")
         ));
     }
-    // ... and HAProxy sends users to it, not only away from the peer.
+    // ... and HAProxy sends users to it, not only away from the peer, and it builds.
     if let Some(n) = nodes.iter().find(|n| n.core.role() == Role::Active) {
         let held = n.core.held_term();
         if n.last_route != held.map(|t| (t, true)) {
@@ -1276,40 +1580,58 @@ fn simulate_with(
                 log.join("\n")
             ));
         }
+        if n.quiet {
+            return Err(format!(
+                "the active {} holds term {held:?} but its Jenkins is still quiet\n{}",
+                n.name,
+                log.join("\n")
+            ));
+        }
     }
-    Ok((claims_won, handovers))
+    Ok(run)
 }
 
 #[test]
 fn two_cores_never_both_active_and_converge_after_faults() {
-    let (mut claims, mut handovers) = (0, 0);
+    let mut total = SimRun::default();
     for seed in 1..300u64 {
         match simulate(
             seed * 7919,
             Duration::from_secs(90),
             Duration::from_secs(130),
         ) {
-            Ok((n, h)) => {
-                claims += n;
-                handovers += h;
+            Ok(r) => {
+                total.claims += r.claims;
+                total.long_promotions += r.long_promotions;
+                total.lapsed_mid_promotion += r.lapsed_mid_promotion;
             }
             Err(e) => panic!("seed {seed}: {e}"),
         }
     }
     assert!(
-        claims > 300 * 3,
-        "the faults should cause many takeovers, got {claims}"
+        total.claims > 300 * 3,
+        "the faults should cause many takeovers, got {}",
+        total.claims
     );
-    let _ = handovers;
+    // The timelines must contain what this is about: promotions that outlast the lease and
+    // complete, and leases that lapse while a promotion runs.
+    assert!(
+        total.long_promotions > 50,
+        "too few promotions outlasted the lease: {total:?}"
+    );
+    assert!(
+        total.lapsed_mid_promotion > 50,
+        "too few leases lapsed mid-promotion: {total:?}"
+    );
 }
 
 #[test]
 fn two_cores_converge_without_faults() {
     for seed in 1..50u64 {
-        let (claims, _) = simulate(seed, Duration::ZERO, Duration::from_secs(20))
+        let r = simulate(seed, Duration::ZERO, Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(
-            claims, 1,
+            r.claims, 1,
             "seed {seed}: exactly one claim when nothing fails"
         );
     }
@@ -1317,7 +1639,7 @@ fn two_cores_converge_without_faults() {
 
 #[test]
 fn two_cores_with_planned_switchovers_never_both_active() {
-    let (mut claims, mut handovers) = (0, 0);
+    let mut total = SimRun::default();
     const SEEDS: u64 = 400;
     for seed in 1..=SEEDS {
         match simulate_with(
@@ -1327,15 +1649,17 @@ fn two_cores_with_planned_switchovers_never_both_active() {
             400,
             8,
         ) {
-            Ok((n, h)) => {
-                claims += n;
-                handovers += h;
+            Ok(r) => {
+                total.claims += r.claims;
+                total.handovers += r.handovers;
             }
             Err(e) => panic!("seed {seed}: {e}"),
         }
     }
     assert!(
-        handovers as u64 > SEEDS,
-        "planned switchovers should complete often (more than one a run), got {handovers} of {claims} claims"
+        total.handovers as u64 > SEEDS,
+        "planned switchovers should complete often (more than one a run), got {} of {} claims",
+        total.handovers,
+        total.claims
     );
 }

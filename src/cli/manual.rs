@@ -1,111 +1,19 @@
 //! The manual: the man page `jenkins-ha(1)` and the shell completions, both generated from the
-//! clap definitions in [`crate::cli`], so `--help`, the man page and the completions never drift.
+//! clap definitions in [`super::args`], so `--help`, the man page and the completions never drift.
 //!
-//! The sections that follow the options (exit status, environment, files) live here as data:
-//! [`after_long_help`] prints them at the end of `--help`, and [`man`] renders them as man page
-//! sections. The Debian package ships what `jenkins-ha man` and `jenkins-ha completions` print
+//! The sections that follow the options (exit status, environment, files) are data in
+//! [`super::help`]: `--help` prints them after the options, and [`man`] renders them as man
+//! page sections. The Debian package ships what `jenkins-ha man` and `jenkins-ha completions` print
 //! (`scripts/package-deb`).
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, ValueEnum};
+use clap::CommandFactory;
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 
-use crate::cli::Cli;
-
-/// The shells `jenkins-ha completions` writes a script for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Shell {
-    Bash,
-    Zsh,
-    Fish,
-}
-
-/// The sections after the options: (heading, [(term, text)]).
-const SECTIONS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "EXIT STATUS",
-        &[
-            ("0", "success; for run, a clean stop on SIGTERM or SIGINT"),
-            (
-                "1",
-                "a runtime failure: run cannot start (node.listen cannot be bound, for example), \
-                 the local sidecar does not answer (status), the output cannot be written",
-            ),
-            (
-                "2",
-                "the config is invalid (one line names the file, the line and the field), or the \
-                 command line is wrong",
-            ),
-        ],
-    ),
-    (
-        "ENVIRONMENT",
-        &[
-            ("JENKINS_HA_CONFIG", "the config file when -c is not given"),
-            (
-                "JENKINS_HA_LOG",
-                "what run logs, as a tracing filter: error, warn, info (the default), debug or trace",
-            ),
-        ],
-    ),
-    (
-        "FILES",
-        &[
-            (
-                "/etc/jenkins-ha/config.yaml",
-                "the config file; the packaged one names every key with its default",
-            ),
-            (
-                "/etc/jenkins-ha/cluster.token",
-                "the secret shared by the two sidecars (auth.token_file); mode 600",
-            ),
-            (
-                "/etc/jenkins-ha/jenkins.token",
-                "the API token of the Jenkins user (jenkins.api_token_file); mode 600",
-            ),
-            (
-                "<jenkins.home>/.jenkins-ha/",
-                "lease.dir: one file per term on the shared storage; the only truth about who is active",
-            ),
-            (
-                "/lib/systemd/system/jenkins-ha.service",
-                "the unit: check-config, then run, as the jenkins user",
-            ),
-            (
-                "/usr/share/doc/jenkins-ha/examples/haproxy.cfg",
-                "an HAProxy config for the pair",
-            ),
-        ],
-    ),
-];
-
-/// The text after the options in `--help`: the same sections as the man page.
-pub fn after_long_help() -> String {
-    let mut out = String::new();
-    for (heading, items) in SECTIONS {
-        let width = items.iter().map(|(term, _)| term.len()).max().unwrap_or(0);
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&capitalize(heading));
-        out.push_str(":\n");
-        for (term, text) in *items {
-            out.push_str(&format!("  {term:width$}  {text}\n"));
-        }
-    }
-    out
-}
-
-fn capitalize(heading: &str) -> String {
-    let lower = heading.to_lowercase();
-    let mut chars = lower.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
+use super::args::Cli;
+use super::help::{Shell, SECTIONS};
 
 /// Renders `jenkins-ha(1)`: the title, clap_mangen's name, synopsis, description and options, then
 /// one entry per visible subcommand with its own arguments, then [`SECTIONS`].
@@ -329,7 +237,7 @@ mod tests {
 
     #[test]
     fn help_ends_with_the_same_sections() {
-        let help = after_long_help();
+        let help = super::super::help::after_long_help();
         assert!(help.starts_with("Exit status:\n  0  "), "{help}");
         assert!(
             help.contains("\nEnvironment:\n  JENKINS_HA_CONFIG  "),

@@ -30,12 +30,30 @@ pub mod scan;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use batch::{BatchConfig, Batcher, ReloadPlan};
 pub use driver::HomeWatch;
 pub use inotify::{is_relevant, spawn_inotify, InotifyWatcher};
 pub use mode::{detect, fs_identity, Effective, FsIdentity};
 pub use scan::{ScanResult, ScanStats, Scanner};
+
+/// How the JENKINS_HOME watcher notices changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Auto,
+    Inotify,
+    Poll,
+}
+
+/// The watcher's settings (`watch.*` in the config).
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub mode: WatchMode,
+    pub poll_interval: Duration,
+    pub debounce: Duration,
+}
 
 /// Why the watcher could not do its job. One line, naming the path and what to do.
 #[derive(Debug, thiserror::Error)]

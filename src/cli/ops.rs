@@ -5,67 +5,11 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use hyper::Method;
-
-use crate::api::FailoverRequest;
-use crate::cli::local_api;
+use super::client::{message, Sidecar};
 use crate::config::Config;
-use crate::http_client::{HttpClient, Response};
-use crate::lease::{FileLease, Lease, TermFile};
+use crate::daemon::api::FailoverRequest;
+use crate::io::lease::{FileLease, Lease, TermFile};
 use crate::status::ClusterStatus;
-
-fn auth_headers(config: &Config) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", config.cluster_token.expose()))
-        .map_err(|_| "auth.token_file: the token cannot be sent in an HTTP header".to_string())?;
-    bearer.set_sensitive(true);
-    Ok(vec![
-        (AUTHORIZATION, bearer),
-        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-    ])
-}
-
-fn base(config: &Config) -> String {
-    format!("http://{}", local_api(config.node.listen))
-}
-
-async fn post(config: &Config, path: &str, body: String) -> Result<Response, String> {
-    let url = format!("{}{path}", base(config));
-    HttpClient::new()
-        .send(
-            Method::POST,
-            &url,
-            &auth_headers(config)?,
-            Bytes::from(body),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| format!("the local sidecar does not answer: {e} (is jenkins-ha running?)"))
-}
-
-/// The local sidecar's `/status`.
-pub async fn status(config: &Config) -> Result<ClusterStatus, String> {
-    let url = format!("{}/status", base(config));
-    let r = HttpClient::new()
-        .send(Method::GET, &url, &[], Bytes::new(), Duration::from_secs(3))
-        .await
-        .map_err(|e| format!("the local sidecar does not answer: {e} (is jenkins-ha running?)"))?;
-    serde_json::from_slice(&r.body)
-        .map_err(|e| format!("the local sidecar sent a status this version cannot read: {e}"))
-}
-
-/// The message of an API answer (`{"message": ...}`), or its body.
-fn message(r: &Response) -> String {
-    serde_json::from_slice::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&r.body).trim().to_string())
-}
 
 /// Whether every HAProxy socket, as the local node sees it, routes to `target` only.
 fn routed_to(s: &ClusterStatus, target: &str) -> bool {
@@ -92,27 +36,18 @@ pub async fn failover(
     wait_builds: Duration,
     out: &mut dyn FnMut(&str),
 ) -> Result<String, String> {
-    let before = status(config).await?;
-    let target = match &to {
-        Some(t) => t.clone(),
-        None => match before.active.as_deref() {
-            Some(a) if a == config.node.name => config.peer.name.clone(),
-            _ => config.node.name.clone(),
-        },
-    };
-    if target != config.node.name && target != config.peer.name {
-        return Err(format!(
-            "unknown node {target:?}: this cluster is {} and {}",
-            config.node.name, config.peer.name
-        ));
-    }
+    let sidecar = Sidecar::local(config);
+    let token = config.cluster_token.expose();
     let request = FailoverRequest {
-        to: Some(target.clone()),
+        to: to.clone(),
         force,
         wait_builds_s: wait_builds.as_secs_f64(),
     };
     let body = serde_json::to_string(&request).map_err(|e| e.to_string())?;
-    let r = post(config, "/failover", body).await?;
+    let r = sidecar
+        .post(token, "/failover", body)
+        .await
+        .map_err(|e| e.to_string())?;
     let said = message(&r);
     match r.status.as_u16() {
         200 => return Ok(said),
@@ -125,6 +60,15 @@ pub async fn failover(
         }
         _ => return Err(said),
     }
+    // The target: the one named, or the one the sidecar chose.
+    let chosen = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v.get("target")?.as_str().map(str::to_string));
+    let Some(target) = to.or(chosen) else {
+        return Err(format!(
+            "the sidecar accepted the switchover but named no target: {said}"
+        ));
+    };
     let timeout = wait_builds
         + config.jenkins.reload_timeout
         + config.timing.lease_timeout * 3
@@ -132,7 +76,7 @@ pub async fn failover(
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        if let Ok(s) = status(config).await {
+        if let Ok((_, s)) = sidecar.status().await {
             let line = s
                 .nodes
                 .iter()
@@ -165,12 +109,14 @@ pub async fn failover(
 
 /// `pause` / `resume`.
 pub async fn set_paused(config: &Config, paused: bool) -> Result<String, String> {
-    let r = post(
-        config,
-        if paused { "/pause" } else { "/resume" },
-        String::new(),
-    )
-    .await?;
+    let r = Sidecar::local(config)
+        .post(
+            config.cluster_token.expose(),
+            if paused { "/pause" } else { "/resume" },
+            String::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     match r.status.as_u16() {
         200 if paused => Ok(
             "paused: no automatic failover or step-down until `jenkins-ha resume` \

@@ -16,7 +16,7 @@ use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::{Method, StatusCode};
 use tokio::time::Instant;
 
-use crate::http_client::{HttpClient, HttpError, Response};
+use super::http_client::{HttpClient, HttpError, Response};
 
 /// The header whose value changes on every start of the Jenkins JVM.
 const SESSION_HEADER: &str = "x-jenkins-session";
@@ -201,10 +201,28 @@ impl JenkinsClient {
         &self.base_url
     }
 
-    /// Is Jenkins up? `GET /login` (open to anonymous): 200 is up, 503 is getting ready. Any other
-    /// answer (404, an SSO redirect, ...) falls back to `GET /api/json`. No answer is down.
+    /// Is Jenkins up? `GET /login` with our credentials: 200 is up, 503 is getting ready. Any
+    /// other answer (404, an SSO redirect, ...) falls back to `GET /api/json`. No answer is down.
+    /// A wrong API token makes every call 401, `/login` included: that reads as down here. The
+    /// daemon's health checks use [`Self::health`] instead, which sends no credentials.
     pub async fn probe(&self) -> Probe {
-        let login = match self.request(Method::GET, "/login", self.timeout).await {
+        self.probe_as(true).await
+    }
+
+    /// The daemon's health check: like [`Self::probe`] but anonymous, as `jenkins.md` advises.
+    /// Every request authenticated by an API token makes Jenkins write
+    /// `users/<id>/apiTokenStats.xml` into the shared home, and a standby must write nothing
+    /// there; `/login` is open to anonymous users. Credentials problems show up in the calls
+    /// that need them (quiet-down, reloads), not as a dead Jenkins.
+    pub async fn health(&self) -> Probe {
+        self.probe_as(false).await
+    }
+
+    async fn probe_as(&self, authenticated: bool) -> Probe {
+        let login = match self
+            .request_as(Method::GET, "/login", self.timeout, authenticated)
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 return Probe {
@@ -229,14 +247,22 @@ impl JenkinsClient {
             }
             _ => {}
         }
-        match self.request(Method::GET, "/api/json", self.timeout).await {
+        let fallback = if authenticated {
+            "/api/json?tree=mode"
+        } else {
+            "/whoAmI/api/json"
+        };
+        match self
+            .request_as(Method::GET, fallback, self.timeout, authenticated)
+            .await
+        {
             Ok(response) => {
                 let session = session_of(&response).or(session);
                 let health = match response.status {
                     StatusCode::OK => Health::Up,
                     StatusCode::SERVICE_UNAVAILABLE => Health::GettingReady,
                     _ => Health::Down(
-                        self.status_error(&Method::GET, "/api/json", &response)
+                        self.status_error(&Method::GET, fallback, &response)
                             .to_string(),
                     ),
                 };
@@ -251,7 +277,9 @@ impl JenkinsClient {
 
     /// `GET /api/json`: quiet-down, mode, executors, top-level items and the session.
     pub async fn info(&self) -> Result<Info, JenkinsError> {
-        let path = "/api/json";
+        // Only the fields we need: the default `jobs[].color` makes Jenkins load every
+        // top-level job's last build.
+        let path = "/api/json?tree=mode,quietingDown,numExecutors,jobs[name]";
         let response = self.call(Method::GET, path, &[StatusCode::OK]).await?;
         let raw: RawInfo = parse_json(&Method::GET, path, &response)?;
         Ok(Info {
@@ -265,7 +293,7 @@ impl JenkinsClient {
 
     /// `GET /computer/api/json`: how many executors are running a build right now.
     pub async fn busy_executors(&self) -> Result<u32, JenkinsError> {
-        let path = "/computer/api/json";
+        let path = "/computer/api/json?tree=busyExecutors";
         let response = self.call(Method::GET, path, &[StatusCode::OK]).await?;
         let raw: RawComputers = parse_json(&Method::GET, path, &response)?;
         Ok(raw.busy_executors)
@@ -383,9 +411,19 @@ impl JenkinsClient {
         path: &str,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
+        self.request_as(method, path, timeout, true).await
+    }
+
+    async fn request_as(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        authenticated: bool,
+    ) -> Result<Response, HttpError> {
         let url = format!("{}{path}", self.base_url);
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(1);
-        if let Some(value) = &self.authorization {
+        if let (true, Some(value)) = (authenticated, &self.authorization) {
             headers.push((AUTHORIZATION, value.clone()));
         }
         let result = self

@@ -33,6 +33,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabel {
     pub mode: String,
 }
@@ -45,8 +50,11 @@ pub struct Metrics {
     pub role: Family<RoleLabel, Gauge>,
     pub term: Gauge,
     pub lease_age: FloatGauge,
-    pub peer_heartbeat_age: FloatGauge,
-    pub peer_rtt: FloatGauge,
+    pub peer_heartbeat_age: Family<PeerLabel, FloatGauge>,
+    pub peer_rtt: Family<PeerLabel, FloatGauge>,
+    pub peer_up: Family<PeerLabel, Gauge>,
+    pub serving: Gauge,
+    pub cluster_has_active: Gauge,
     pub jenkins_up: Gauge,
     pub jenkins_reload_failed: Gauge,
     pub paused: Gauge,
@@ -78,17 +86,35 @@ impl Metrics {
             "How long the lease counter has been still, on this node's clock",
             lease_age.clone(),
         );
-        let peer_heartbeat_age = FloatGauge::default();
+        let peer_heartbeat_age = Family::<PeerLabel, FloatGauge>::default();
         registry.register(
             "peer_heartbeat_age_seconds",
-            "Time since the peer was last heard",
+            "Time since each other node was last heard",
             peer_heartbeat_age.clone(),
         );
-        let peer_rtt = FloatGauge::default();
+        let peer_rtt = Family::<PeerLabel, FloatGauge>::default();
         registry.register(
             "peer_rtt_seconds",
-            "Round trip of the last heartbeat",
+            "Round trip of the last heartbeat to each other node",
             peer_rtt.clone(),
+        );
+        let peer_up = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "peer_up",
+            "1 while heartbeats from that node are fresh (heard within lease_timeout)",
+            peer_up.clone(),
+        );
+        let serving = Gauge::default();
+        registry.register(
+            "serving",
+            "1 only on the node HAProxy sends users to: its GET /active answers 200",
+            serving.clone(),
+        );
+        let cluster_has_active = Gauge::default();
+        registry.register(
+            "cluster_has_active",
+            "1 when, as this node sees it, some node of the cluster serves",
+            cluster_has_active.clone(),
         );
         let jenkins_up = Gauge::default();
         registry.register(
@@ -159,6 +185,9 @@ impl Metrics {
             lease_age,
             peer_heartbeat_age,
             peer_rtt,
+            peer_up,
+            serving,
+            cluster_has_active,
             jenkins_up,
             jenkins_reload_failed,
             paused,
@@ -181,18 +210,38 @@ impl Metrics {
         }
     }
 
+    /// Sets the gauges of one other node.
+    pub fn set_peer(&self, peer: &str, age: f64, rtt: Option<f64>, up: bool) {
+        let label = PeerLabel { peer: peer.into() };
+        self.peer_heartbeat_age.get_or_create(&label).set(age);
+        if let Some(rtt) = rtt {
+            self.peer_rtt.get_or_create(&label).set(rtt);
+        }
+        self.peer_up.get_or_create(&label).set(i64::from(up));
+    }
+
     pub fn reload(&self, kind: &str, seconds: f64) {
         let label = KindLabel { kind: kind.into() };
         self.reloads.get_or_create(&label).inc();
         self.reload_seconds.get_or_create(&label).observe(seconds);
     }
 
-    pub fn failover(&self, reason: &str) {
+    /// Counts a term this node took over, by why it claimed it.
+    pub fn failover(&self, why: crate::core::ClaimWhy) {
         self.failovers
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: why.label().into(),
             })
             .inc();
+    }
+
+    /// Sets the watcher's mode gauge: 1 for `mode`.
+    pub fn set_watch_mode(&self, mode: &str) {
+        for m in ["inotify", "poll"] {
+            self.watch_mode
+                .get_or_create(&ModeLabel { mode: m.into() })
+                .set(i64::from(m == mode));
+        }
     }
 
     /// The text exposition format.
@@ -202,23 +251,6 @@ impl Metrics {
             out.clear();
         }
         out
-    }
-}
-
-/// The failover reason label for a claim, from the decision's sentence.
-pub fn claim_reason(sentence: &str) -> &'static str {
-    if sentence.contains("(forced by an operator)") {
-        "forced"
-    } else if sentence.contains("handed term") {
-        "planned"
-    } else if sentence.contains(" released term ") {
-        "released"
-    } else if sentence.contains("has not renewed") {
-        "lease_expired"
-    } else if sentence.contains("I held term") {
-        "restart"
-    } else {
-        "first"
     }
 }
 
@@ -232,7 +264,7 @@ mod tests {
         m.set_role("active");
         m.term.set(7);
         m.reload("item", 0.2);
-        m.failover("released");
+        m.failover(crate::core::ClaimWhy::Released);
         let text = m.encode();
         assert!(
             text.contains("jenkins_ha_role{role=\"active\"} 1"),
@@ -251,28 +283,24 @@ mod tests {
     }
 
     #[test]
-    fn claim_reasons() {
-        assert_eq!(
-            claim_reason("claiming term 8: a released term 7"),
-            "released"
-        );
-        assert_eq!(
-            claim_reason("claiming term 8: a has not renewed term 7 for 5.0 s"),
-            "lease_expired"
-        );
-        assert_eq!(
-            claim_reason("claiming term 8: a handed term 7 over to me (planned switchover)"),
-            "planned"
-        );
-        assert_eq!(
-            claim_reason(
-                "claiming term 8: a has not renewed term 7 for 5.0 s (forced by an operator)"
-            ),
-            "forced"
-        );
-        assert_eq!(
-            claim_reason("claiming term 1: no node holds a term yet"),
-            "first"
+    fn failover_labels_come_from_the_claim_kind() {
+        use crate::core::ClaimWhy;
+        let m = Metrics::new();
+        for (why, label) in [
+            (ClaimWhy::Released, "released"),
+            (ClaimWhy::LeaseExpired, "lease_expired"),
+            (ClaimWhy::Planned, "planned"),
+            (ClaimWhy::Forced, "forced"),
+            (ClaimWhy::First, "first"),
+            (ClaimWhy::Restart, "restart"),
+        ] {
+            assert_eq!(why.label(), label);
+            m.failover(why);
+        }
+        let text = m.encode();
+        assert!(
+            text.contains("jenkins_ha_failovers_total{reason=\"lease_expired\"} 1"),
+            "{text}"
         );
     }
 }

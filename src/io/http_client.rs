@@ -55,6 +55,12 @@ pub struct HttpClient {
     inner: Client<HttpConnector, Full<Bytes>>,
 }
 
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
+}
+
 impl Default for HttpClient {
     fn default() -> Self {
         Self::new()
@@ -150,4 +156,23 @@ fn transport(method: &Method, url: &str, error: &dyn std::error::Error) -> HttpE
         url: url.to_string(),
         reason,
     }
+}
+
+/// The `Authorization: Bearer <token>` header of the cluster token, marked sensitive so that
+/// hyper never shows it. `None` when the token cannot be sent in a header at all.
+pub fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The headers of an authenticated JSON call to a sidecar: the bearer and the content type.
+pub fn bearer_json_headers(token: &str) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    Some(vec![
+        (hyper::header::AUTHORIZATION, bearer(token)?),
+        (
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+    ])
 }

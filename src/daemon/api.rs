@@ -10,6 +10,7 @@
 //!   nothing changes.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,9 +22,11 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::decide::{Command, Role};
-use crate::node::Shared;
-use crate::peer::{decode_heartbeat, MAX_HEARTBEAT};
+use super::peer::{decode_heartbeat, MAX_HEARTBEAT};
+use super::shared::Shared;
+use crate::core::cluster::{self, Switchover};
+use crate::core::Command;
+use crate::io::http_client::bearer_json_headers;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -75,7 +78,11 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     r
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Reply, Infallible> {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     let get_only = |answer: fn(&Shared) -> Reply| {
@@ -120,18 +127,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Reply
         "/v1/heartbeat" | "/failover" | "/pause" | "/resume" => {
             if method != Method::POST {
                 method_not_allowed("POST")
-            } else if !authorized(
-                request.headers(),
-                crate::node::live(&shared.live).cluster_token.expose(),
-            ) {
-                tracing::warn!("refused an unauthenticated POST {path}");
+            } else if !authorized(request.headers(), shared.live.get().cluster_token.expose()) {
+                tracing::warn!("refused an unauthenticated POST {path} from {client}");
                 unauthorized()
             } else {
                 match path.as_str() {
-                    "/v1/heartbeat" => heartbeat(&shared, request).await,
-                    "/failover" => failover(&shared, request).await,
-                    "/pause" => pause(&shared, true).await,
-                    _ => pause(&shared, false).await,
+                    "/v1/heartbeat" => heartbeat(&shared, client, request).await,
+                    "/failover" => failover(&shared, client, request).await,
+                    "/pause" => pause(&shared, client, true).await,
+                    _ => pause(&shared, client, false).await,
                 }
             }
         }
@@ -140,27 +144,30 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Reply
     Ok(response)
 }
 
-async fn heartbeat(shared: &Shared, request: Request<Incoming>) -> Reply {
+async fn heartbeat(shared: &Shared, client: SocketAddr, request: Request<Incoming>) -> Reply {
     let body = match Limited::new(request.into_body(), MAX_HEARTBEAT)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
         Err(e) => {
+            tracing::warn!("refused a heartbeat from {client}: larger than {MAX_HEARTBEAT} bytes");
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("400 bad heartbeat: {e}"),
-            )
+                format!("413 heartbeat too large: at most {MAX_HEARTBEAT} bytes ({e})"),
+            );
         }
     };
-    match decode_heartbeat(&body, &shared.config.peer.name) {
+    let names = shared.config.peer_names();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    match decode_heartbeat(&body, &known) {
         Ok(status) => {
             shared.heard_peer(status, None);
             let mine = serde_json::to_vec(&shared.own_status()).unwrap_or_default();
             reply(StatusCode::OK, "application/json", mine)
         }
         Err(e) => {
-            tracing::warn!("refused a heartbeat: {e}");
+            tracing::warn!("refused a heartbeat from {client}: {e}");
             text(StatusCode::BAD_REQUEST, format!("400 bad heartbeat: {e}"))
         }
     }
@@ -193,7 +200,7 @@ fn refuse(status: StatusCode, message: String) -> Reply {
     )
 }
 
-async fn failover(shared: &Shared, request: Request<Incoming>) -> Reply {
+async fn failover(shared: &Shared, client: SocketAddr, request: Request<Incoming>) -> Reply {
     let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
@@ -206,7 +213,10 @@ async fn failover(shared: &Shared, request: Request<Incoming>) -> Reply {
             Err(e) => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
-                    format!("bad failover request: {e}"),
+                    format!(
+                        "bad failover request: {}",
+                        crate::escape_controls(&e.to_string())
+                    ),
                 )
             }
         }
@@ -218,132 +228,92 @@ async fn failover(shared: &Shared, request: Request<Incoming>) -> Reply {
         );
     }
     let me = shared.config.node.name.clone();
-    let peer = shared.config.peer.name.clone();
-    if let Some(to) = &req.to {
-        if *to != me && *to != peer {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("unknown node {to:?}: this cluster is {me} and {peer}"),
-            );
-        }
-    }
     let status = shared.cluster_status();
-    let mine = &status.nodes[0];
-    let theirs = &status.nodes[1];
-    let i_hold = mine.role == Role::Active;
-    let target = req
-        .to
-        .clone()
-        .unwrap_or_else(|| if i_hold { peer.clone() } else { me.clone() });
-    if status.active.as_deref() == Some(target.as_str()) {
-        return json(
-            StatusCode::OK,
-            serde_json::json!({ "ok": true, "message": format!("{target} is already active") }),
-        );
-    }
+    let nodes = shared.candidates(&status);
+    let plan = cluster::switchover(
+        &me,
+        req.to.as_deref(),
+        req.force,
+        &nodes,
+        status.active.as_deref(),
+    );
     let wait_builds = std::time::Duration::from_secs_f64(req.wait_builds_s);
-    if i_hold {
-        // We are the active node: hand over to the peer.
-        if !req.force {
-            if theirs.role == Role::Unreachable {
-                return refuse(
-                    StatusCode::CONFLICT,
-                    format!("refused: {peer} is unreachable (no heartbeat); use --force to hand over anyway"),
-                );
-            }
-            if theirs.reload_failed {
-                return refuse(
-                    StatusCode::CONFLICT,
-                    format!("refused: {peer}'s Jenkins failed its last reload and needs a restart"),
-                );
-            }
-            if !theirs.jenkins_healthy {
-                return refuse(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "refused: {peer}'s Jenkins is {} (not healthy)",
-                        theirs.jenkins
-                    ),
-                );
-            }
+    match plan {
+        Err(why) => {
+            tracing::warn!("failover requested by {client} refused: {why}");
+            refuse(StatusCode::CONFLICT, why)
         }
-        tracing::info!("planned switchover to {peer} requested by an operator");
-        shared.command(Command::Handover {
-            to: peer.clone(),
-            wait_builds,
-        });
-        return json(
-            StatusCode::ACCEPTED,
-            serde_json::json!({ "ok": true, "message": format!("handing over to {peer}") }),
-        );
-    }
-    // We are the target.
-    if !req.force && (mine.reload_failed || !mine.jenkins_healthy) {
-        return refuse(
-            StatusCode::CONFLICT,
-            format!(
-                "refused: my Jenkins is {} (not healthy)",
-                if mine.reload_failed {
-                    "stuck after a failed reload"
-                } else {
-                    &mine.jenkins
-                }
-            ),
-        );
-    }
-    if theirs.role == Role::Active {
-        // The active is reachable: ask it to hand over.
-        return forward_failover(shared, &req, &me).await;
-    }
-    if !req.force {
-        return refuse(
-            StatusCode::CONFLICT,
-            format!(
-                "refused: the active node {peer} is unreachable; use --force to take over once its lease ({}) runs out",
-                crate::config::show(shared.config.timing.lease_timeout)
-            ),
-        );
-    }
-    tracing::warn!("forced takeover requested by an operator: waiting out {peer}'s lease");
-    shared.command(Command::ForceTakeover);
-    json(
-        StatusCode::ACCEPTED,
-        serde_json::json!({
-            "ok": true,
-            "message": format!(
-                "{peer} is unreachable: waiting out its lease ({}) before {me} takes over; never sooner",
-                crate::config::show(shared.config.timing.lease_timeout)
+        Ok(Switchover::AlreadyActive { target }) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "ok": true,
+                "target": target,
+                "message": format!("{target} is already active"),
+            }),
+        ),
+        Ok(Switchover::HandOver { to }) => {
+            tracing::info!("planned switchover to {to} requested by an operator at {client}");
+            shared.command(Command::Handover {
+                to: to.clone(),
+                wait_builds,
+            });
+            json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({
+                    "ok": true,
+                    "target": to,
+                    "message": format!("handing over to {to}"),
+                }),
             )
-        }),
-    )
+        }
+        Ok(Switchover::Forward { to, via }) => {
+            tracing::info!(
+                "planned switchover to {to} requested by an operator at {client}; asking the active node {via}"
+            );
+            forward_failover(shared, &req, &to, &via).await
+        }
+        Ok(Switchover::ForceTakeover) => {
+            let lease = crate::config::show(shared.config.timing.lease_timeout);
+            tracing::warn!(
+                "forced takeover requested by an operator at {client}: waiting out the active node's lease"
+            );
+            shared.command(Command::ForceTakeover);
+            json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({
+                    "ok": true,
+                    "target": me,
+                    "message": format!(
+                        "the active node is unreachable: waiting out its lease ({lease}) before {me} takes over; never sooner"
+                    )
+                }),
+            )
+        }
+    }
 }
 
-/// Passes a failover request on to the active peer.
-async fn forward_failover(shared: &Shared, req: &FailoverRequest, me: &str) -> Reply {
+/// Passes a failover request on to the active node `via`.
+async fn forward_failover(shared: &Shared, req: &FailoverRequest, to: &str, via: &str) -> Reply {
     let body =
-        serde_json::json!({ "to": me, "force": req.force, "wait_builds_s": req.wait_builds_s });
-    let mut bearer = match HeaderValue::from_str(&format!(
-        "Bearer {}",
-        crate::node::live(&shared.live).cluster_token.expose()
-    )) {
-        Ok(v) => v,
-        Err(_) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the cluster token is not a valid header".into(),
-            )
-        }
+        serde_json::json!({ "to": to, "force": req.force, "wait_builds_s": req.wait_builds_s });
+    let Some(headers) = bearer_json_headers(shared.live.get().cluster_token.expose()) else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cluster token is not a valid header".into(),
+        );
     };
-    bearer.set_sensitive(true);
-    let url = format!("{}/failover", shared.config.peer.url);
-    let result = crate::http_client::HttpClient::new()
+    let Some(peer) = shared.config.peers.iter().find(|p| p.name == via) else {
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("{via} is not a known node"),
+        );
+    };
+    let url = format!("{}/failover", peer.url);
+    let result = crate::io::http_client::HttpClient::new()
         .send(
             Method::POST,
             &url,
-            &[
-                (AUTHORIZATION, bearer),
-                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            ],
+            &headers,
             Bytes::from(body.to_string()),
             std::time::Duration::from_secs(5),
         )
@@ -356,12 +326,12 @@ async fn forward_failover(shared: &Shared, req: &FailoverRequest, me: &str) -> R
         }
         Err(e) => refuse(
             StatusCode::BAD_GATEWAY,
-            format!("the active node did not answer: {e}"),
+            format!("the active node {via} did not answer: {e}"),
         ),
     }
 }
 
-async fn pause(shared: &Shared, paused: bool) -> Reply {
+async fn pause(shared: &Shared, client: SocketAddr, paused: bool) -> Reply {
     let Some(lease) = shared.lease.get().cloned() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "still starting".into());
     };
@@ -369,7 +339,7 @@ async fn pause(shared: &Shared, paused: bool) -> Reply {
     match lease.call(move |l| l.set_paused(paused, &by)).await {
         Ok(()) => {
             tracing::warn!(
-                "{}",
+                "{} (from {client})",
                 if paused {
                     "cluster PAUSED by an operator: no automatic failover until resumed"
                 } else {
@@ -389,10 +359,15 @@ async fn pause(shared: &Shared, paused: bool) -> Reply {
     }
 }
 
-/// Serves the API until the task is dropped.
+/// Serves the API until the task is dropped; the connections in flight are dropped with it.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, client) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("API accept failed: {e}");
@@ -402,8 +377,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+        connections.spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req| handle(shared.clone(), client, req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .timer(hyper_util::rt::TokioTimer::new())

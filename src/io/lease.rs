@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decide::{LeaseObs, TermView};
+use crate::core::{LeaseObs, TermView};
 
 /// How many term files are kept as history; older ones are pruned by the node that claims a term.
 pub const HISTORY_KEEP: u64 = 200;
@@ -130,19 +130,16 @@ pub struct LeaseSnapshot {
 }
 
 impl LeaseSnapshot {
-    /// The view the decision core takes. A garbage file is a term held by nobody we know, whose
-    /// counter never moves: it goes stale after lease_timeout and is then claimed past.
+    /// The view the decision core takes. A garbage file is a term that exists but whose record
+    /// cannot be read; the core decides what that means (see [`LeaseObs::Garbage`]).
     pub fn obs(&self) -> LeaseObs {
         match &self.newest {
             None => LeaseObs::Empty,
             Some(TermFile::Valid(r)) => LeaseObs::Term(r.view()),
-            Some(TermFile::Garbage { term, .. }) => LeaseObs::Term(TermView {
+            Some(TermFile::Garbage { term, why }) => LeaseObs::Garbage {
                 term: *term,
-                holder: "(unreadable term file)".into(),
-                counter: 0,
-                released: false,
-                handover_to: None,
-            }),
+                why: why.clone(),
+            },
         }
     }
 }
@@ -555,9 +552,9 @@ mod tests {
         fs::write(dir.path().join("term-5"), "{oops").unwrap();
         let snap = a.observe().unwrap();
         match snap.obs() {
-            LeaseObs::Term(v) => {
-                assert_eq!(v.term, 5);
-                assert_ne!(v.holder, "a");
+            LeaseObs::Garbage { term, why } => {
+                assert_eq!(term, 5);
+                assert!(why.contains("not a term record"), "{why}");
             }
             other => panic!("{other:?}"),
         }

@@ -13,7 +13,7 @@ use nix::sys::statvfs::statvfs;
 
 use super::driver::INOTIFY_SAFETY_RESCAN;
 use super::WatchError;
-use crate::config::WatchMode;
+use super::WatchMode;
 
 /// The mode the watcher actually runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

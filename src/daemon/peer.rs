@@ -1,19 +1,20 @@
-//! Heartbeats to the peer sidecar: every interval, and at once after a release or handover.
+//! Heartbeats to the other nodes' sidecars: every interval, and at once after a release, a
+//! claim or a hand-over.
 //!
 //! A heartbeat is `POST /v1/heartbeat` with our [`NodeStatus`] and the cluster token as a bearer;
-//! the peer answers with its own status, so one round trip tells both sides about each other and
-//! gives the RTT. Heartbeats make takeovers faster and feed `status`; they never cause one.
+//! the other node answers with its own status, so one round trip tells both sides about each
+//! other and gives the RTT. Heartbeats make takeovers faster and feed `status`; they never cause
+//! one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, StatusCode};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
-use crate::http_client::HttpClient;
-use crate::node::Shared;
+use super::shared::Shared;
+use crate::io::http_client::{bearer_json_headers, HttpClient};
 use crate::status::NodeStatus;
 
 /// The largest heartbeat body accepted (a status is well under 4 KiB).
@@ -26,12 +27,13 @@ pub enum HeartbeatError {
     TooLarge,
     #[error("heartbeat body is not a node status: {0}")]
     Malformed(String),
-    #[error("heartbeat from {got:?}, but the peer is {expected:?}")]
+    #[error("heartbeat from {got:?}, which is not a node of this cluster ({expected})")]
     WrongNode { got: String, expected: String },
 }
 
-/// Decodes and checks a heartbeat body. Never panics, whatever the bytes.
-pub fn decode_heartbeat(body: &[u8], expected_peer: &str) -> Result<NodeStatus, HeartbeatError> {
+/// Decodes and checks a heartbeat body from one of the `known` nodes. Never panics, whatever
+/// the bytes.
+pub fn decode_heartbeat(body: &[u8], known: &[&str]) -> Result<NodeStatus, HeartbeatError> {
     if body.len() > MAX_HEARTBEAT {
         return Err(HeartbeatError::TooLarge);
     }
@@ -39,46 +41,39 @@ pub fn decode_heartbeat(body: &[u8], expected_peer: &str) -> Result<NodeStatus, 
     // or a `\n` in the JSON becomes a line break in our log.
     let status: NodeStatus = serde_json::from_slice(body)
         .map_err(|e| HeartbeatError::Malformed(crate::escape_controls(&e.to_string())))?;
-    if status.name != expected_peer {
+    if !known.contains(&status.name.as_str()) {
         return Err(HeartbeatError::WrongNode {
-            got: status.name,
-            expected: expected_peer.to_string(),
+            got: crate::escape_controls(&status.name),
+            expected: known.join(", "),
         });
     }
     Ok(status)
 }
 
-/// Sends our heartbeats and records the peer's answers.
+/// Sends our heartbeats to one other node and records its answers.
 pub struct PeerLink {
     pub url: String,
     pub peer_name: String,
-    pub live: Arc<std::sync::Mutex<crate::node::Reloadable>>,
     pub interval: Duration,
     pub shared: Arc<Shared>,
-    /// Notified to send a heartbeat at once.
-    pub now: Arc<Notify>,
+    /// Changes when a heartbeat must go at once.
+    pub now: watch::Receiver<u64>,
 }
 
 impl PeerLink {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let http = HttpClient::new();
         let url = format!("{}/v1/heartbeat", self.url);
         let mut last_error: Option<String> = None;
         loop {
             // Read each time: SIGHUP may have brought a new token.
-            let token = crate::node::live(&self.live).cluster_token;
-            let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            else {
+            let token = self.shared.live.get().cluster_token;
+            let Some(headers) = bearer_json_headers(token.expose()) else {
                 tracing::error!(
                     "the cluster token cannot be sent in an HTTP header; heartbeats are off"
                 );
                 return;
             };
-            bearer.set_sensitive(true);
-            let headers: Vec<(HeaderName, HeaderValue)> = vec![
-                (AUTHORIZATION, bearer),
-                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            ];
             let mine = self.shared.own_status();
             let body = Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
             let started = std::time::Instant::now();
@@ -94,19 +89,18 @@ impl PeerLink {
             let rtt = started.elapsed();
             let error = match result {
                 Ok(r) if r.status == StatusCode::OK => {
-                    match decode_heartbeat(&r.body, &self.peer_name) {
+                    match decode_heartbeat(&r.body, &[self.peer_name.as_str()]) {
                         Ok(status) => {
                             self.shared.heard_peer(status, Some(rtt));
                             None
                         }
-                        Err(e) => Some(format!("bad answer from the peer: {e}")),
+                        Err(e) => Some(format!("bad answer: {e}")),
                     }
                 }
                 Ok(r) if r.status == StatusCode::UNAUTHORIZED => Some(
-                    "the peer refused our token (401): auth.token_file differs between the nodes"
-                        .into(),
+                    "it refused our token (401): auth.token_file differs between the nodes".into(),
                 ),
-                Ok(r) => Some(format!("the peer answered {}", r.status)),
+                Ok(r) => Some(format!("it answered {}", r.status)),
                 Err(e) => Some(e.to_string()),
             };
             if error != last_error {
@@ -117,11 +111,37 @@ impl PeerLink {
                 last_error = error;
             }
             tokio::select! {
-                _ = self.now.notified() => {}
+                changed = self.now.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.interval) => {}
             }
         }
     }
+}
+
+/// Sends our status to every other node once, at the same time, and waits for the answers
+/// (each bounded by an interval): the stop path uses it so that a release is heard at once.
+pub async fn tell_everyone(shared: &Arc<Shared>) {
+    let token = shared.live.get().cluster_token;
+    let Some(headers) = bearer_json_headers(token.expose()) else {
+        return;
+    };
+    let body = Bytes::from(serde_json::to_vec(&shared.own_status()).unwrap_or_default());
+    let timeout = shared
+        .config
+        .timing
+        .interval
+        .max(Duration::from_millis(200));
+    let http = HttpClient::new();
+    let sends = shared.config.peers.iter().map(|peer| {
+        let url = format!("{}/v1/heartbeat", peer.url);
+        let (http, headers, body) = (http.clone(), headers.clone(), body.clone());
+        async move {
+            if let Err(e) = http.send(Method::POST, &url, &headers, body, timeout).await {
+                tracing::debug!("last heartbeat to {}: {e}", peer.name);
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
 }
 
 #[cfg(test)]
@@ -131,9 +151,9 @@ mod tests {
     #[test]
     fn heartbeats_decode_or_fail_with_a_reason() {
         let good = serde_json::to_vec(&NodeStatus::unreachable("b")).unwrap();
-        assert_eq!(decode_heartbeat(&good, "b").unwrap().name, "b");
+        assert_eq!(decode_heartbeat(&good, &["b"]).unwrap().name, "b");
         assert!(matches!(
-            decode_heartbeat(&good, "c"),
+            decode_heartbeat(&good, &["c"]),
             Err(HeartbeatError::WrongNode { .. })
         ));
         for bad in [
@@ -146,14 +166,14 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    decode_heartbeat(bad, "b"),
+                    decode_heartbeat(bad, &["b"]),
                     Err(HeartbeatError::Malformed(_))
                 ),
                 "{bad:?}"
             );
         }
         assert_eq!(
-            decode_heartbeat(&vec![b' '; MAX_HEARTBEAT + 1], "b"),
+            decode_heartbeat(&vec![b' '; MAX_HEARTBEAT + 1], &["b"]),
             Err(HeartbeatError::TooLarge)
         );
     }
@@ -163,7 +183,7 @@ mod tests {
         // Found by the heartbeat fuzz target: serde_json quotes an unknown role as decoded, so
         // the `\n` escape in the JSON became a line break in the error (and in our log).
         let body = br#"{"name":"b","role":"sta\nndby\r\u2028","term":1,"jenkins":"up"}"#;
-        let e = decode_heartbeat(body, "b").unwrap_err().to_string();
+        let e = decode_heartbeat(body, &["b"]).unwrap_err().to_string();
         assert!(!e.contains(['\n', '\r', '\u{2028}']), "{e:?}");
         assert!(e.contains(r"unknown variant `sta\nndby\r\u{2028}`"), "{e}");
     }

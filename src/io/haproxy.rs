@@ -23,9 +23,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::clock;
+use crate::core::Mono;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::time::Instant;
 
 /// Replies larger than this are refused (a `show servers state` row is about 100 bytes).
 const MAX_REPLY: u64 = 8 * 1024 * 1024;
@@ -383,16 +384,17 @@ pub struct PlannedWrite {
     pub state: AdminState,
 }
 
-/// Works out which writes bring `states` to "`ready` ready, `maint` in maint" in every backend.
+/// Works out which writes bring `states` to "`ready` ready, every `maint` server in maint" in
+/// every backend.
 ///
-/// All `maint` writes come before all `ready` writes, so that one socket never routes to both
-/// servers, even for an instant. A missing backend or server is returned as a problem; the
+/// With [`WriteOrder::MaintFirst`], all `maint` writes come before all `ready` writes, so that
+/// one socket never routes to two servers, even for an instant. A missing backend or server is returned as a problem; the
 /// writes that are possible are still planned.
 pub fn plan_reconcile(
     states: &[ServerState],
     backends: &[String],
     ready: &str,
-    maint: &str,
+    maint: &[String],
     order: WriteOrder,
 ) -> (Vec<PlannedWrite>, Vec<HaproxyError>) {
     let mut problems = Vec::new();
@@ -405,10 +407,16 @@ pub fn plan_reconcile(
             });
             continue;
         }
-        for (server, target, list) in [
-            (maint, AdminState::Maint, &mut to_maint),
-            (ready, AdminState::Ready, &mut to_ready),
-        ] {
+        let wanted = maint
+            .iter()
+            .map(|m| (m.as_str(), AdminState::Maint))
+            .chain([(ready, AdminState::Ready)]);
+        for (server, target) in wanted {
+            let list = if target == AdminState::Maint {
+                &mut to_maint
+            } else {
+                &mut to_ready
+            };
             match states
                 .iter()
                 .find(|s| &s.backend == backend && s.server == server)
@@ -521,7 +529,7 @@ impl HaproxyClient {
         backend: &str,
         server: &str,
         state: AdminState,
-        deadline: Option<Instant>,
+        deadline: Option<Mono>,
     ) -> Result<(), HaproxyError> {
         check_name(backend)?;
         check_name(server)?;
@@ -555,7 +563,7 @@ impl HaproxyClient {
     async fn exchange(
         &self,
         command: &str,
-        deadline: Option<Instant>,
+        deadline: Option<Mono>,
     ) -> Result<String, HaproxyError> {
         let endpoint = self.endpoint.to_string();
         let line = format!("set severity-output number; {command}\n");
@@ -629,10 +637,10 @@ impl From<HaproxyError> for TalkError {
 async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     line: &str,
-    deadline: Option<Instant>,
+    deadline: Option<Mono>,
 ) -> Result<Vec<u8>, TalkError> {
     if let Some(deadline) = deadline {
-        if Instant::now() >= deadline {
+        if clock::passed(deadline) {
             return Err(TalkError::Deadline);
         }
     }
@@ -681,7 +689,7 @@ pub struct ReconcileOutcome {
 /// On every socket at once: reads `show servers state`, then, where they differ, sets `ready`
 /// ready and `maint` in maint in every listed backend (the maint writes first).
 ///
-/// Never sends a write once `Instant::now() >= write_deadline` (the lease's fencing deadline):
+/// Never sends a write once the daemon's clock reaches `write_deadline` (the lease's deadline):
 /// checked immediately before each write. A write skipped for that reason is reported as
 /// [`HaproxyError::DeadlinePassed`]; nothing to write means no error. A missing backend or
 /// server is reported as an error after the writes that were possible.
@@ -690,33 +698,33 @@ pub async fn reconcile(
     backends: &[String],
     ready: &str,
     maint: &str,
-    write_deadline: Instant,
+    write_deadline: Mono,
 ) -> Vec<SocketReport> {
     reconcile_with(
         clients,
         backends,
         ready,
-        maint,
+        &[maint.to_string()],
         write_deadline,
         WriteOrder::MaintFirst,
     )
     .await
 }
 
-/// [`reconcile`] with a chosen write order.
+/// [`reconcile`] with every other server of the cluster in `maint`, and a chosen write order.
 pub async fn reconcile_with(
     clients: &[HaproxyClient],
     backends: &[String],
     ready: &str,
-    maint: &str,
-    write_deadline: Instant,
+    maint: &[String],
+    write_deadline: Mono,
     order: WriteOrder,
 ) -> Vec<SocketReport> {
     let mut tasks = Vec::with_capacity(clients.len());
     for client in clients {
         let client = client.clone();
         let backends = backends.to_vec();
-        let (ready, maint) = (ready.to_string(), maint.to_string());
+        let (ready, maint) = (ready.to_string(), maint.to_vec());
         tasks.push((
             client.endpoint.to_string(),
             tokio::spawn(async move {
@@ -785,14 +793,19 @@ async fn reconcile_one(
     client: &HaproxyClient,
     backends: &[String],
     ready: &str,
-    maint: &str,
-    deadline: Instant,
+    maint: &[String],
+    deadline: Mono,
     order: WriteOrder,
 ) -> Result<ReconcileOutcome, HaproxyError> {
-    if ready == maint {
+    if maint.iter().any(|m| m == ready) {
         return Err(HaproxyError::SameServer(ready.to_string()));
     }
-    for name in backends.iter().map(String::as_str).chain([ready, maint]) {
+    for name in backends
+        .iter()
+        .chain(maint)
+        .map(String::as_str)
+        .chain([ready])
+    {
         check_name(name)?;
     }
     let states = client.show_servers_state(None).await?;
@@ -1048,7 +1061,13 @@ mod tests {
             state("agent", "a", 2),
             state("agent", "b", 2),
         ];
-        let (plan, problems) = plan_reconcile(&states, &backends, "a", "b", WriteOrder::MaintFirst);
+        let (plan, problems) = plan_reconcile(
+            &states,
+            &backends,
+            "a",
+            &["b".to_string()],
+            WriteOrder::MaintFirst,
+        );
         assert!(problems.is_empty());
         let summary: Vec<_> = plan
             .iter()
@@ -1057,7 +1076,13 @@ mod tests {
         // agent/a only inherits maint: it becomes ready when http/a does.
         assert_eq!(summary, ["http/b maint", "agent/b maint", "http/a ready"]);
         // A new active whose Jenkins has not begun its promotion reload only fences the peer.
-        let (plan, problems) = plan_reconcile(&states, &backends, "a", "b", WriteOrder::FenceOnly);
+        let (plan, problems) = plan_reconcile(
+            &states,
+            &backends,
+            "a",
+            &["b".to_string()],
+            WriteOrder::FenceOnly,
+        );
         assert!(problems.is_empty());
         let summary: Vec<_> = plan
             .iter()
@@ -1065,8 +1090,13 @@ mod tests {
             .collect();
         assert_eq!(summary, ["http/b maint", "agent/b maint"]);
 
-        let (plan, problems) =
-            plan_reconcile(&states, &["nope".into()], "a", "b", WriteOrder::MaintFirst);
+        let (plan, problems) = plan_reconcile(
+            &states,
+            &["nope".into()],
+            "a",
+            &["b".to_string()],
+            WriteOrder::MaintFirst,
+        );
         assert!(plan.is_empty());
         assert_eq!(
             problems,
@@ -1074,7 +1104,13 @@ mod tests {
                 backend: "nope".into()
             }]
         );
-        let (plan, problems) = plan_reconcile(&states, &backends, "a", "c", WriteOrder::MaintFirst);
+        let (plan, problems) = plan_reconcile(
+            &states,
+            &backends,
+            "a",
+            &["c".to_string()],
+            WriteOrder::MaintFirst,
+        );
         assert_eq!(plan.len(), 1);
         assert_eq!(problems.len(), 2);
     }

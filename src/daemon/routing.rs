@@ -1,18 +1,22 @@
-//! Keeps HAProxy routing to the active node: the task around [`crate::haproxy::reconcile`].
+//! Keeps HAProxy routing to the active node: the task around [`crate::io::haproxy::reconcile_with`].
 //!
 //! Every interval (and at once when the goal changes) the active node reconciles every listed
-//! backend on every listed socket — its own server `ready`, the peer's `maint` — correcting any
-//! drift (an HAProxy reload forgets runtime state). Every other node only reads the state, for
-//! `status`. No write leaves after the lease's deadline: the haproxy module checks it right
-//! before each write.
+//! backend on every listed socket — its own server `ready`, every other node's `maint` —
+//! correcting any drift (an HAProxy reload forgets runtime state). Every other node only reads
+//! the state, for `status`. No write leaves after the lease's deadline: the haproxy module
+//! checks the daemon's clock right before each write.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use crate::haproxy::{self, HaproxyClient, SocketReport, WriteOrder};
+use super::live::Live;
+use super::metrics::Metrics;
+use crate::core::Mono;
+use crate::io::clock;
+use crate::io::haproxy::{self, HaproxyClient, SocketReport, WriteOrder};
+use crate::lock;
 use crate::status::{ServerStatus, SocketStatus};
 
 /// What the decision wants from HAProxy.
@@ -20,8 +24,9 @@ use crate::status::{ServerStatus, SocketStatus};
 pub enum RouteGoal {
     /// Read only.
     Observe,
-    /// Route to us until `until`, then write nothing, in this order (or only fence the peer).
-    Route { until: Instant, order: WriteOrder },
+    /// Route to us until `until` (the daemon's clock), then write nothing, in this order (or
+    /// only fence the others).
+    Route { until: Mono, order: WriteOrder },
 }
 
 /// What the routing task saw last, for `status` and metrics.
@@ -30,28 +35,30 @@ pub struct RoutingState {
     pub sockets: Vec<SocketStatus>,
     /// Our server's state across every socket and backend (`ready`, `maint`, `mixed`, ...).
     pub me: String,
-    pub peer: String,
+    /// Every other node's server, by name.
+    pub others: Vec<(String, String)>,
     pub writes: u64,
     pub write_errors: u64,
 }
 
 pub struct Routing {
     /// Sockets, backends and timeout come from here each round: SIGHUP may change them.
-    pub live: Arc<Mutex<crate::node::Reloadable>>,
+    pub live: Arc<Live>,
     pub me: String,
-    pub peer: String,
+    /// Every other node's server name.
+    pub others: Vec<String>,
     pub interval: Duration,
     pub state: Arc<Mutex<RoutingState>>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Routing {
     pub async fn run(self, mut goal: watch::Receiver<RouteGoal>) {
-        let mut settings = crate::node::live(&self.live).haproxy;
+        let mut settings = self.live.get().haproxy;
         let mut clients = Self::clients(&settings);
         let mut last_errors: Vec<Option<String>> = vec![None; clients.len()];
         loop {
-            let now = crate::node::live(&self.live).haproxy;
+            let now = self.live.get().haproxy;
             if now != settings {
                 settings = now;
                 clients = Self::clients(&settings);
@@ -60,9 +67,16 @@ impl Routing {
             let backends = &settings.backends;
             let current = *goal.borrow_and_update();
             let reports = match current {
-                RouteGoal::Route { until, order } if Instant::now() < until => {
-                    haproxy::reconcile_with(&clients, backends, &self.me, &self.peer, until, order)
-                        .await
+                RouteGoal::Route { until, order } if !clock::passed(until) => {
+                    haproxy::reconcile_with(
+                        &clients,
+                        backends,
+                        &self.me,
+                        &self.others,
+                        until,
+                        order,
+                    )
+                    .await
                 }
                 _ => haproxy::observe(&clients, backends).await,
             };
@@ -108,7 +122,7 @@ impl Routing {
                     }
                     last_errors[i] = error.clone();
                 }
-                let label = crate::metrics::SocketLabel {
+                let label = super::metrics::SocketLabel {
                     socket: r.endpoint.clone(),
                 };
                 if error.is_some() && routing {
@@ -126,7 +140,7 @@ impl Routing {
                                 r.endpoint,
                                 o.writes,
                                 self.me,
-                                self.peer
+                                self.others.join(", ")
                             );
                         }
                         writes += o.writes as u64;
@@ -150,11 +164,20 @@ impl Routing {
             })
             .collect();
         let me = haproxy::summarize(reports, backends, &self.me).to_string();
-        let peer = haproxy::summarize(reports, backends, &self.peer).to_string();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let others = self
+            .others
+            .iter()
+            .map(|o| {
+                (
+                    o.clone(),
+                    haproxy::summarize(reports, backends, o).to_string(),
+                )
+            })
+            .collect();
+        let mut state = lock(&self.state);
         state.sockets = sockets;
         state.me = me;
-        state.peer = peer;
+        state.others = others;
         state.writes += writes;
         state.write_errors += errors;
     }

@@ -322,7 +322,7 @@ mod tests {
         let home = dir.path();
         std::fs::create_dir_all(home.join("jobs/app/builds")).unwrap();
         std::fs::write(home.join("jobs/app/config.xml"), "<a/>").unwrap();
-        let mut scanner = crate::watch::Scanner::new(home, None).unwrap();
+        let mut scanner = crate::io::watch::Scanner::new(home, None).unwrap();
         scanner.scan().unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let mut w = spawn_inotify(home, None, tx).unwrap();
@@ -349,7 +349,7 @@ mod tests {
         let home = dir.path();
         std::fs::create_dir_all(home.join("jobs/app")).unwrap();
         std::fs::write(home.join("jobs/app/config.xml"), "<a/>").unwrap();
-        let mut scanner = crate::watch::Scanner::new(home, None).unwrap();
+        let mut scanner = crate::io::watch::Scanner::new(home, None).unwrap();
         scanner.scan().unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let mut w = spawn_inotify(home, None, tx).unwrap();

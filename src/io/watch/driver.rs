@@ -37,11 +37,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::WatchConfig;
 use super::{
     detect, spawn_inotify, BatchConfig, Batcher, Effective, InotifyWatcher, ReloadPlan, ScanResult,
     ScanStats, Scanner, WatchError,
 };
-use crate::config::WatchConfig;
 
 /// In inotify mode, a full scan this often even without events.
 pub const INOTIFY_SAFETY_RESCAN: Duration = Duration::from_secs(600);
@@ -330,7 +330,7 @@ impl std::fmt::Debug for HomeWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WatchMode;
+    use crate::io::watch::WatchMode;
     use std::fs;
 
     fn config(mode: WatchMode) -> WatchConfig {

@@ -1,0 +1,751 @@
+//! Carries out what the decision asks of the local Jenkins, and reports how far it got.
+//!
+//! It decides nothing: the core says which [`Mode`] Jenkins must be in, whether to fence the
+//! other nodes' Jenkins and whether to run `jenkins.restart_command`; this task does it and
+//! reports progress in [`JenkinsState`] (the catch-up phase, the last full reload, the fencing,
+//! quiet-down), which the next observation carries back to the core. Health checks run in their
+//! own task ([`super::health`]) and never wait behind anything done here.
+//!
+//! - `Standby`: quiet-down, asserted once per JVM (a restart forgets it; `X-Jenkins-Session`
+//!   tells), and the standby follows JENKINS_HOME: the watcher's plans become per-item or full
+//!   reloads. `prepare`: a switchover hands us a term; catch up now, still quiet.
+//! - `Promote`: still quiet; catch up with the disk (first pass), then, once the other nodes'
+//!   Jenkins are fenced, a final pass that re-reads whatever the old active wrote until then.
+//! - `Active`: out of quiet-down once per term and JVM, never after the lease's deadline; or
+//!   quiet while a switchover drains it, counting its running builds.
+//!
+//! The standby's steady state makes no authenticated call at all: each one makes Jenkins write
+//! `users/<id>/apiTokenStats.xml` into the shared home.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::health::Checks;
+use super::live::Live;
+use super::metrics::Metrics;
+use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
+use crate::io::clock;
+use crate::io::jenkins::{JenkinsClient, JenkinsError};
+use crate::io::lease::unix_ms;
+use crate::io::watch::{BatchConfig, HomeWatch, ReloadPlan, WatchConfig};
+use crate::lock;
+use crate::status::{ReloadRecord, WatchState};
+
+/// The mode the decision wants the local Jenkins in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Starting: leave it as it is. Changes seen on disk meanwhile wait in the watcher.
+    Leave,
+    /// Keep it in quiet-down and follow JENKINS_HOME; `prepare`: catch up for that handed-over term.
+    Standby { prepare: Option<u64> },
+    /// Catch up for `term`, still quiet (`prepared`: a switchover did the first pass); the final
+    /// pass once `final_pass` (the other nodes' Jenkins are fenced).
+    Promote {
+        term: u64,
+        prepared: bool,
+        final_pass: bool,
+    },
+    /// Out of quiet-down for `term` until `until`; or quiet while `drain`.
+    Active { term: u64, until: Mono, drain: bool },
+}
+
+/// Everything the decision wants from the Jenkins side this tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JenkinsGoal {
+    pub mode: Mode,
+    /// Quiet every other node's Jenkins for this term (once).
+    pub fence: Option<u64>,
+    /// Run `jenkins.restart_command` for this JVM (once).
+    pub restart: Option<u64>,
+}
+
+impl JenkinsGoal {
+    /// A goal of just this mode (no fencing, no restart).
+    pub fn of(mode: Mode) -> Self {
+        JenkinsGoal {
+            mode,
+            fence: None,
+            restart: None,
+        }
+    }
+}
+
+impl Default for JenkinsGoal {
+    fn default() -> Self {
+        JenkinsGoal {
+            mode: Mode::Leave,
+            fence: None,
+            restart: None,
+        }
+    }
+}
+
+/// What this task knows and did, for the core and for `status`.
+#[derive(Debug, Clone, Default)]
+pub struct JenkinsState {
+    /// Whether Jenkins is in quiet-down, as last set or seen.
+    pub quieting_down: Option<bool>,
+    /// Running builds, polled while a switchover drains this Jenkins.
+    pub busy_executors: Option<u32>,
+    pub full_reload: Option<FullReloadObs>,
+    pub prepared_for: Option<u64>,
+    pub catch_up: Option<CatchUpObs>,
+    pub fenced_for: Option<u64>,
+    /// Nothing seen on disk waits to be applied.
+    pub current: bool,
+    pub full_reloads: u64,
+    pub item_reloads: u64,
+    pub last_reload: Option<ReloadRecord>,
+    /// The JENKINS_HOME watcher, once started.
+    pub watch: Option<WatchState>,
+    pub last_error: Option<String>,
+}
+
+/// What the JENKINS_HOME watcher needs.
+pub struct WatchSetup {
+    pub home: std::path::PathBuf,
+    pub lease_dir: std::path::PathBuf,
+    pub config: WatchConfig,
+}
+
+/// The quiet-down shape last asserted, and for which JVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asserted {
+    Quiet { session: u64 },
+    Active { term: u64, session: u64 },
+}
+
+/// What the task shares with the rest of the daemon.
+#[derive(Clone)]
+pub struct Handles {
+    /// Where it reports.
+    pub state: Arc<Mutex<JenkinsState>>,
+    /// The health checks: the JVM's session, and where a reload's start is noted.
+    pub checks: Arc<Checks>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the decision loop when something it waits for is done.
+    pub wake: Arc<Notify>,
+}
+
+/// The task and its handles.
+pub struct JenkinsControl {
+    client: JenkinsClient,
+    /// The other nodes' Jenkins, for fencing.
+    peer_clients: Vec<JenkinsClient>,
+    state: Arc<Mutex<JenkinsState>>,
+    checks: Arc<Checks>,
+    interval: Duration,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    asserted: Mutex<Option<Asserted>>,
+}
+
+/// Whether the goal still wants the work started under `at_start` (same mode, same term).
+fn same_work(at_start: &Mode, now: &Mode) -> bool {
+    match (at_start, now) {
+        (Mode::Standby { prepare: a }, Mode::Standby { prepare: b }) => a == b,
+        (Mode::Promote { term: a, .. }, Mode::Promote { term: b, .. }) => a == b,
+        _ => false,
+    }
+}
+
+impl JenkinsControl {
+    pub fn new(
+        client: JenkinsClient,
+        peer_clients: Vec<JenkinsClient>,
+        interval: Duration,
+        handles: Handles,
+    ) -> Self {
+        JenkinsControl {
+            client,
+            peer_clients,
+            state: handles.state,
+            checks: handles.checks,
+            interval,
+            live: handles.live,
+            metrics: handles.metrics,
+            wake: handles.wake,
+            asserted: Mutex::new(None),
+        }
+    }
+
+    /// The control of the Jenkins a config names, with its own health checks' state and
+    /// metrics (no fencing clients): for running the task alone.
+    pub fn from_config(
+        config: &crate::config::Config,
+        state: Arc<Mutex<JenkinsState>>,
+        wake: Arc<Notify>,
+    ) -> Result<Self, JenkinsError> {
+        let client = JenkinsClient::new(
+            &config.jenkins.url,
+            config.jenkins.user.clone(),
+            config
+                .jenkins
+                .api_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            config.jenkins.timeout,
+        )?;
+        Ok(Self::new(
+            client,
+            Vec::new(),
+            config.timing.interval,
+            Handles {
+                state,
+                checks: Arc::new(Checks::new()),
+                live: Arc::new(Live::new(config)),
+                metrics: Arc::new(Metrics::new()),
+                wake,
+            },
+        ))
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JenkinsState)) {
+        f(&mut lock(&self.state));
+    }
+
+    fn snapshot(&self) -> JenkinsState {
+        lock(&self.state).clone()
+    }
+
+    /// Runs until the goal channel closes. With `watch`, it also watches JENKINS_HOME and
+    /// follows its configuration on a standby.
+    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+        let mut side = JoinSet::new();
+        let mut home_watch: Option<HomeWatch> = None;
+        let mut starting = JoinSet::new();
+        if let Some(setup) = watch {
+            // The baseline scan can take a while (or hang with the storage): not on this loop.
+            starting.spawn(async move {
+                HomeWatch::start(
+                    &setup.home,
+                    &setup.lease_dir,
+                    &setup.config,
+                    BatchConfig::new(setup.config.debounce),
+                )
+                .await
+            });
+        }
+        let mut fence_started = None;
+        let mut restart_started = None;
+        let mut last_scan = None;
+        loop {
+            let current = goal.borrow_and_update().clone();
+            if current.fence.is_some() && current.fence != fence_started {
+                fence_started = current.fence;
+                if let Some(term) = current.fence {
+                    side.spawn(fence(
+                        self.peer_clients.clone(),
+                        term,
+                        self.state.clone(),
+                        self.wake.clone(),
+                    ));
+                }
+            }
+            if current.restart.is_some() && current.restart != restart_started {
+                restart_started = current.restart;
+                side.spawn(run_restart_command(self.live.get().restart_command));
+            }
+            self.apply(&current.mode, &mut goal, &mut home_watch).await;
+            // Only a standby takes plans; a promotion's passes flush what waits, and the active
+            // wrote its changes itself. What the watcher sees meanwhile waits in its batch.
+            let follow = matches!(goal.borrow().mode, Mode::Standby { .. });
+            tokio::select! {
+                changed = goal.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(self.interval) => {}
+                Some(_) = side.join_next(), if !side.is_empty() => {}
+                Some(started) = starting.join_next(), if !starting.is_empty() => {
+                    match started {
+                        Ok(Ok(w)) => {
+                            tracing::info!("watching JENKINS_HOME: {}", w.reason());
+                            self.metrics.set_watch_mode(&w.mode().to_string());
+                            home_watch = Some(w);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!("the JENKINS_HOME watcher did not start: {e}; the standby will not follow config changes");
+                            self.update(|s| s.watch = Some(WatchState { error: Some(e.to_string()), ..Default::default() }));
+                        }
+                        Err(e) => tracing::error!("the JENKINS_HOME watcher failed to start: {e}"),
+                    }
+                }
+                plan = next_plan(&mut home_watch, follow) => {
+                    let mode = goal.borrow().mode.clone();
+                    match plan {
+                        Ok(plan) => self.follow(plan, &mode, &mut goal, home_watch.as_mut()).await,
+                        Err(e) => {
+                            tracing::warn!("JENKINS_HOME scan failed: {e}");
+                            self.update(|s| {
+                                if let Some(w) = s.watch.as_mut() {
+                                    w.error = Some(e.to_string());
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(w) = &home_watch {
+                self.note_watch(w, &mut last_scan);
+            }
+        }
+        side.abort_all();
+    }
+
+    /// Publishes the watcher's figures for `status` and metrics.
+    fn note_watch(&self, w: &HomeWatch, last_scan: &mut Option<crate::io::watch::ScanStats>) {
+        let stats = w.last_stats();
+        if stats != *last_scan {
+            if let Some(st) = stats {
+                self.metrics
+                    .watch_scan_seconds
+                    .observe(st.duration.as_secs_f64());
+            }
+            *last_scan = stats;
+        }
+        self.update(|s| {
+            let last_plan = s.watch.as_ref().and_then(|x| x.last_plan.clone());
+            s.current = !w.pending();
+            s.watch = Some(WatchState {
+                mode: w.mode().to_string(),
+                reason: w.reason().to_string(),
+                items: w.items(),
+                pending: w.pending(),
+                last_plan,
+                last_scan_ms: stats.map(|st| st.duration.as_secs_f64() * 1000.0),
+                files_statted: stats.map(|st| st.files_statted),
+                error: w.problems().first().cloned(),
+            });
+        });
+    }
+
+    /// One round of whatever the mode needs. Idempotent: repeated every interval.
+    async fn apply(
+        &self,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+    ) {
+        match mode {
+            Mode::Leave => {}
+            Mode::Standby { prepare } => {
+                self.keep_quiet().await;
+                if let Some(term) = prepare {
+                    if self.snapshot().prepared_for != Some(*term) {
+                        tracing::info!(
+                            "preparing to take over term {term}: catching up while still quiet"
+                        );
+                        if self
+                            .first_pass(ReloadPurpose::Prepare(*term), mode, goal, home_watch)
+                            .await
+                        {
+                            self.update(|s| s.prepared_for = Some(*term));
+                            self.wake.notify_one();
+                        }
+                    }
+                }
+            }
+            Mode::Promote {
+                term,
+                prepared,
+                final_pass,
+            } => {
+                self.keep_quiet().await;
+                let phase = self
+                    .snapshot()
+                    .catch_up
+                    .filter(|c| c.term == *term)
+                    .map(|c| c.phase);
+                let first_done = *prepared || phase >= Some(CatchUpPhase::FirstPassDone);
+                if !first_done {
+                    self.set_phase(*term, CatchUpPhase::Started);
+                    tracing::info!("promoting Jenkins for term {term}: catching up with JENKINS_HOME (full reload), still quiet");
+                    if !self
+                        .first_pass(ReloadPurpose::Promote(*term), mode, goal, home_watch)
+                        .await
+                    {
+                        return;
+                    }
+                    self.set_phase(*term, CatchUpPhase::FirstPassDone);
+                } else if phase < Some(CatchUpPhase::FirstPassDone) {
+                    // Prepared by the switchover: the first pass is behind us.
+                    self.set_phase(*term, CatchUpPhase::FirstPassDone);
+                }
+                if *final_pass && phase < Some(CatchUpPhase::Done) {
+                    // The other nodes' Jenkins are fenced now: whatever the old active wrote
+                    // until then is on disk. Re-read it before builds may start.
+                    let items = self.flush_watch(home_watch).await;
+                    self.reload_items(&items).await;
+                    self.set_phase(*term, CatchUpPhase::Done);
+                    tracing::info!("Jenkins caught up for term {term}");
+                }
+            }
+            Mode::Active { term, until, drain } => {
+                if *drain {
+                    self.assert(Asserted::Quiet { session: 0 }, None).await;
+                    match self.client.busy_executors().await {
+                        Ok(busy) => self.update(|s| s.busy_executors = Some(busy)),
+                        Err(e) => self.note_error(&e),
+                    }
+                } else {
+                    self.assert(
+                        Asserted::Active {
+                            term: *term,
+                            session: 0,
+                        },
+                        Some(*until),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    fn set_phase(&self, term: u64, phase: CatchUpPhase) {
+        let changed = self
+            .snapshot()
+            .catch_up
+            .is_none_or(|c| c.term != term || c.phase != phase);
+        if changed {
+            self.update(|s| s.catch_up = Some(CatchUpObs { term, phase }));
+            self.wake.notify_one();
+        }
+    }
+
+    async fn keep_quiet(&self) {
+        self.assert(Asserted::Quiet { session: 0 }, None).await;
+    }
+
+    /// Puts Jenkins into quiet-down, or takes it out for a term, once per JVM: quiet-down lives
+    /// in Jenkins' memory only, so a new `X-Jenkins-Session` means asking again. Never takes it
+    /// out of quiet-down after `until`.
+    async fn assert(&self, wanted: Asserted, until: Option<Mono>) {
+        let session = self.checks.snapshot().session_epoch;
+        let wanted = match wanted {
+            Asserted::Quiet { .. } => Asserted::Quiet { session },
+            Asserted::Active { term, .. } => Asserted::Active { term, session },
+        };
+        if *lock(&self.asserted) == Some(wanted) {
+            return;
+        }
+        let quiet = matches!(wanted, Asserted::Quiet { .. });
+        if !quiet && until.is_some_and(clock::passed) {
+            return;
+        }
+        let result = if quiet {
+            tracing::info!("putting Jenkins into quiet-down");
+            self.client.quiet_down().await
+        } else {
+            self.client.cancel_quiet_down().await
+        };
+        match result {
+            Ok(()) => {
+                *lock(&self.asserted) = Some(wanted);
+                self.update(|s| {
+                    s.quieting_down = Some(quiet);
+                    s.last_error = None;
+                });
+                if let Asserted::Active { term, .. } = wanted {
+                    tracing::info!("Jenkins is active for term {term}: quiet-down cancelled");
+                }
+                self.wake.notify_one();
+            }
+            Err(e) => self.note_error(&e),
+        }
+    }
+
+    fn note_error(&self, e: &JenkinsError) {
+        let text = e.to_string();
+        if self.snapshot().last_error.as_deref() != Some(text.as_str()) {
+            tracing::warn!("Jenkins: {text}");
+        }
+        self.update(|s| s.last_error = Some(text));
+    }
+
+    /// The first pass of a catch-up (a promotion's, or a switchover's preparation): the edits
+    /// not yet applied go along, nested ones re-read first (a full reload keeps the folder
+    /// children it already has, and users may be sent here as soon as the full reload
+    /// begins), then `POST /reload` (build history and `nextBuildNumber` may have moved), the
+    /// wait until it is over, and the nested items edited meanwhile. False when it did not end.
+    async fn first_pass(
+        &self,
+        purpose: ReloadPurpose,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+    ) -> bool {
+        let mut pending = self.flush_watch(home_watch).await;
+        self.reload_items(&pending).await;
+        let kind = match purpose {
+            ReloadPurpose::Promote(_) => "full (promotion)",
+            ReloadPurpose::Prepare(_) => "full (switchover)",
+            _ => "full",
+        };
+        if !self.full_reload(kind, purpose, mode, goal).await {
+            return false;
+        }
+        for item in self.flush_watch(home_watch).await {
+            if !pending.contains(&item) {
+                pending.push(item);
+            }
+        }
+        self.reload_items(&pending).await;
+        true
+    }
+
+    /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may
+    /// hang). Returns the items to reload one by one alongside a full reload.
+    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Vec<String> {
+        let Some(w) = home_watch.as_mut() else {
+            return Vec::new();
+        };
+        let bound = (self.interval * 4).max(Duration::from_secs(2));
+        match tokio::time::timeout(bound, w.flush()).await {
+            Ok(Ok(Some(plan))) => {
+                tracing::info!("applying pending JENKINS_HOME changes with this reload: {plan}");
+                plan.items
+            }
+            Ok(Ok(None)) => Vec::new(),
+            Ok(Err(e)) => {
+                tracing::warn!("JENKINS_HOME scan before the reload failed: {e}");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("JENKINS_HOME scan before the reload did not finish in {bound:?}; reloading anyway");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Per-item reloads (`POST /job/.../reload`). Returns the items Jenkins has not loaded
+    /// (404: new ones, which only a full reload picks up).
+    async fn reload_items(&self, items: &[String]) -> Vec<String> {
+        let mut not_loaded = Vec::new();
+        for item in items {
+            let started = std::time::Instant::now();
+            match self.client.reload_item(item).await {
+                Ok(()) => {
+                    let took = started.elapsed();
+                    self.metrics.reload("item", took.as_secs_f64());
+                    self.update(|s| {
+                        s.item_reloads += 1;
+                        s.last_reload = Some(ReloadRecord {
+                            kind: format!("item {item}"),
+                            at_unix_ms: unix_ms(),
+                            duration_ms: took.as_millis() as u64,
+                            result: "ok".into(),
+                        });
+                    });
+                }
+                Err(JenkinsError::ItemNotLoaded { .. }) => not_loaded.push(item.clone()),
+                Err(e) => tracing::warn!("reload of {item} failed: {e}"),
+            }
+        }
+        not_loaded
+    }
+
+    /// `POST /reload`, then the wait until Jenkins serves again. True once it is over. The wait
+    /// is abandoned when the goal no longer wants this work (the reload itself goes on in
+    /// Jenkins; the core follows it through the health checks). Whether a reload that runs too
+    /// long has failed is the core's to decide.
+    async fn full_reload(
+        &self,
+        kind: &str,
+        purpose: ReloadPurpose,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+    ) -> bool {
+        let started = std::time::Instant::now();
+        let asked_at = clock::now();
+        let record = |result: String| ReloadRecord {
+            kind: kind.into(),
+            at_unix_ms: unix_ms(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            result,
+        };
+        if let Err(e) = self.client.reload().await {
+            tracing::warn!("{kind} reload could not be asked for: {e}");
+            self.update(|s| s.last_reload = Some(record(format!("error: {e}"))));
+            return false;
+        }
+        self.checks.reload_accepted(asked_at);
+        self.update(|s| {
+            s.full_reloads += 1;
+            s.full_reload = Some(FullReloadObs {
+                purpose,
+                asked_at,
+                accepted: true,
+            });
+            if let ReloadPurpose::Promote(term) | ReloadPurpose::Prepare(term) = purpose {
+                // From here Jenkins answers 503 until it serves the reloaded configuration.
+                s.catch_up = Some(CatchUpObs {
+                    term,
+                    phase: CatchUpPhase::Current,
+                });
+            }
+        });
+        self.wake.notify_one();
+        let still_wanted = async {
+            loop {
+                if goal.changed().await.is_err() {
+                    return;
+                }
+                if !same_work(mode, &goal.borrow().mode) {
+                    return;
+                }
+            }
+        };
+        // The wait is bounded a little past the reload timeout: by then the core has marked
+        // this Jenkins broken, and waiting longer serves nothing.
+        let bound = self.live.get().reload_timeout + self.interval * 2;
+        let poll = Duration::from_millis(100);
+        let ended = tokio::select! {
+            ready = self.client.wait_ready(bound, poll) => ready,
+            _ = still_wanted => {
+                tracing::info!("{kind} reload: no longer waiting for it, the role changed (Jenkins goes on reloading)");
+                self.update(|s| s.last_reload = Some(record("abandoned: the role changed".into())));
+                return false;
+            }
+        };
+        match ended {
+            Ok(took) => {
+                tracing::info!("{kind} reload done in {:.1} s", took.as_secs_f64());
+                self.metrics.reload(kind, started.elapsed().as_secs_f64());
+                self.update(|s| s.last_reload = Some(record("ok".into())));
+                self.wake.notify_one();
+                true
+            }
+            Err(e) => {
+                tracing::error!("{kind} reload did not end: {e}");
+                self.update(|s| {
+                    s.last_reload =
+                        Some(record("failed: still 503 after the reload timeout".into()))
+                });
+                self.wake.notify_one();
+                false
+            }
+        }
+    }
+
+    /// Carries out a reload plan on a standby; the active wrote those changes itself.
+    async fn follow(
+        &self,
+        plan: ReloadPlan,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: Option<&mut HomeWatch>,
+    ) {
+        let note = |what: String| {
+            self.update(|s| {
+                if let Some(w) = s.watch.as_mut() {
+                    w.last_plan = Some(what);
+                }
+            })
+        };
+        if let Mode::Standby {
+            prepare: Some(term),
+        } = mode
+        {
+            // A switchover prepares us with a full reload: make sure it sees these changes too.
+            if self.snapshot().prepared_for == Some(*term) {
+                tracing::info!(
+                    "config changed after the switchover reload ({plan}); reloading again"
+                );
+                self.update(|s| s.prepared_for = None);
+            }
+            // A full reload keeps the folder children it already has: the edited items are
+            // re-read now (still quiet, not routed), and the full reload keeps what they read.
+            self.reload_items(&plan.items).await;
+            note(format!("folded into the switchover reload: {plan}"));
+            return;
+        }
+        tracing::info!("standby follows JENKINS_HOME: {plan}");
+        // Quiet-down first: a reload must never give a standby the chance to start builds.
+        self.keep_quiet().await;
+        if plan.full
+            && !self
+                .full_reload("full", ReloadPurpose::Follow, mode, goal)
+                .await
+        {
+            // Abandoned or not asked: the changes go back to the watcher, for the next plan or
+            // a promotion's flush. (A reload that never ends makes Jenkins broken; a restarted
+            // Jenkins reads everything from disk.)
+            if let Some(w) = home_watch {
+                w.requeue(&plan);
+            }
+            note(format!("full reload did not finish: {plan}"));
+            return;
+        }
+        let not_loaded = self.reload_items(&plan.items).await;
+        if let Some(w) = home_watch {
+            for item in &not_loaded {
+                tracing::info!(
+                    "{item} is not loaded in Jenkins yet: a full reload will pick it up"
+                );
+                w.item_not_loaded(item);
+            }
+        }
+        note(format!("applied: {plan}"));
+    }
+}
+
+/// The next plan of the watcher, or never when there is none. Without `hand_out`, the watcher
+/// keeps scanning but its changes wait in the batch (only a failed scan is returned).
+async fn next_plan(
+    watch: &mut Option<HomeWatch>,
+    hand_out: bool,
+) -> Result<ReloadPlan, crate::io::watch::WatchError> {
+    match watch {
+        Some(w) if hand_out => w.next_plan().await,
+        Some(w) => Err(w.hold_plans().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Quiets every other node's Jenkins for our new term (fencing a master whose sidecar is frozen
+/// or gone), then reports it done, whether each one answered or not.
+async fn fence(
+    peers: Vec<JenkinsClient>,
+    term: u64,
+    state: Arc<Mutex<JenkinsState>>,
+    wake: Arc<Notify>,
+) {
+    for peer in &peers {
+        match peer.quiet_down().await {
+            Ok(()) => tracing::info!(
+                "fenced the Jenkins at {} for term {term}: quiet-down",
+                peer.base_url()
+            ),
+            Err(e) => tracing::info!(
+                "could not quiet the Jenkins at {} ({e}); it is down or unreachable",
+                peer.base_url()
+            ),
+        }
+    }
+    lock(&state).fenced_for = Some(term);
+    wake.notify_one();
+}
+
+/// Runs `jenkins.restart_command` after a failed reload.
+pub async fn run_restart_command(restart_command: Option<String>) {
+    let Some(cmd) = &restart_command else {
+        tracing::warn!("no jenkins.restart_command is set: restart Jenkins by hand");
+        return;
+    };
+    tracing::warn!("running jenkins.restart_command: {cmd}");
+    let run = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(Duration::from_secs(300), run).await {
+        Ok(Ok(status)) if status.success() => tracing::info!("jenkins.restart_command finished"),
+        Ok(Ok(status)) => tracing::error!("jenkins.restart_command exited with {status}"),
+        Ok(Err(e)) => tracing::error!("jenkins.restart_command could not start: {e}"),
+        Err(_) => tracing::error!("jenkins.restart_command still runs after 300 s; not waiting"),
+    }
+}

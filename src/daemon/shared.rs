@@ -1,0 +1,310 @@
+//! The state the decision loop shares with the API, the peer link and the metrics: what the loop
+//! last decided ([`Published`]), what the other nodes last said, and the adapters' reports.
+//!
+//! Everything the API answers comes from here and from the core's pure views
+//! ([`crate::core::cluster`]): `/active` is the core's `serving_until` against the daemon's
+//! clock, roles shown for other nodes are checked against the lease.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::health::Checks;
+use super::jenkins_control::JenkinsState;
+use super::live::Live;
+use super::metrics::Metrics;
+use super::routing::RoutingState;
+use crate::config::Config;
+use crate::core::cluster::{self, Candidate, Heard, LeaseFacts};
+use crate::core::{Command, Mono, Reason, ReasonKind, Role};
+use crate::io::clock;
+use crate::io::lease::LeaseIo;
+use crate::lock;
+use crate::status::{ClusterStatus, LeaseStatus, NodeStatus, Reloads};
+
+/// What this node last decided, for the API and the heartbeats.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub role: Role,
+    pub held_term: Option<u64>,
+    /// Our lease's deadline while we hold a term.
+    pub valid_until: Option<Mono>,
+    /// `/active` answers 200 until then.
+    pub serving_until: Option<Mono>,
+    pub reason: Reason,
+    pub jenkins_healthy: bool,
+    pub jenkins_broken: bool,
+    pub jenkins_reloading: bool,
+    pub lease: LeaseStatus,
+    pub lease_facts: LeaseFacts,
+    pub paused: bool,
+    pub released: bool,
+    pub handover_to: Option<String>,
+    pub last_tick: Mono,
+}
+
+/// Another node's last heartbeat and when it arrived.
+#[derive(Debug, Clone)]
+pub struct PeerHeard {
+    pub status: NodeStatus,
+    pub at: Mono,
+    pub rtt: Option<Duration>,
+}
+
+/// State shared by the loop, the adapters' tasks and the API.
+pub struct Shared {
+    pub config: Config,
+    pub published: Mutex<Published>,
+    /// The other nodes' last heartbeats, by name.
+    pub peers: Mutex<BTreeMap<String, PeerHeard>>,
+    pub jenkins: Arc<Mutex<JenkinsState>>,
+    pub checks: Arc<Checks>,
+    pub routing: Arc<Mutex<RoutingState>>,
+    /// Wakes the loop for an immediate tick (a release, an operator command, a health change).
+    pub wake: Arc<Notify>,
+    pub commands: Mutex<Option<Command>>,
+    pub metrics: Arc<Metrics>,
+    /// The settings SIGHUP can change while running.
+    pub live: Arc<Live>,
+    /// The lease, for the API's pause and resume (set once the node started).
+    pub lease: OnceLock<LeaseIo>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Self> {
+        let live = Arc::new(Live::new(&config));
+        Arc::new(Shared {
+            config,
+            published: Mutex::new(Published {
+                role: Role::Starting,
+                held_term: None,
+                valid_until: None,
+                serving_until: None,
+                reason: Reason::new(ReasonKind::Starting, "starting"),
+                jenkins_healthy: false,
+                jenkins_broken: false,
+                jenkins_reloading: false,
+                lease: LeaseStatus {
+                    term: None,
+                    holder: None,
+                    counter: None,
+                    still_s: 0.0,
+                    released: false,
+                    handover_to: None,
+                    error: None,
+                },
+                lease_facts: LeaseFacts::default(),
+                paused: false,
+                released: false,
+                handover_to: None,
+                last_tick: clock::now(),
+            }),
+            peers: Mutex::new(BTreeMap::new()),
+            jenkins: Arc::new(Mutex::new(JenkinsState::default())),
+            checks: Arc::new(Checks::new()),
+            routing: Arc::new(Mutex::new(RoutingState::default())),
+            wake: Arc::new(Notify::new()),
+            commands: Mutex::new(None),
+            metrics: Arc::new(Metrics::new()),
+            live,
+            lease: OnceLock::new(),
+        })
+    }
+
+    pub fn published(&self) -> Published {
+        lock(&self.published).clone()
+    }
+
+    /// `GET /active`: the core said we serve, until our lease's deadline, and that deadline has
+    /// not passed on the daemon's clock.
+    pub fn is_active(&self) -> bool {
+        lock(&self.published)
+            .serving_until
+            .is_some_and(|until| !clock::passed(until))
+    }
+
+    /// `GET /health`: the loop ticked lately.
+    pub fn loop_alive(&self) -> bool {
+        let t = &self.config.timing;
+        let limit = t.interval * 3 + t.lease_timeout;
+        clock::now().saturating_sub(lock(&self.published).last_tick) < limit
+    }
+
+    /// What we say about ourselves (heartbeat body, our row in `status`).
+    pub fn own_status(&self) -> NodeStatus {
+        let p = self.published();
+        let jenkins = lock(&self.jenkins).clone();
+        let health = self.checks.snapshot();
+        let routing = lock(&self.routing).clone();
+        let mut role = p.role;
+        if role == Role::Active && p.valid_until.is_none_or(clock::passed) {
+            role = Role::SteppingDown;
+        }
+        NodeStatus {
+            name: self.config.node.name.clone(),
+            role,
+            term: p.held_term.or(p.lease.term),
+            jenkins: if p.jenkins_reloading {
+                "reloading"
+            } else {
+                health.word
+            }
+            .to_string(),
+            jenkins_healthy: p.jenkins_healthy,
+            serving: self.is_active(),
+            reload_failed: p.jenkins_broken,
+            quieting_down: jenkins.quieting_down,
+            haproxy: if routing.me.is_empty() {
+                "unknown".into()
+            } else {
+                routing.me.clone()
+            },
+            reason: p.reason.text.clone(),
+            released: p.released,
+            handover_to: p.handover_to.clone(),
+            last_heard_s: None,
+            rtt_ms: None,
+            priority: self.config.node.failover_priority,
+            current: jenkins.current,
+            contradiction: None,
+            watch: jenkins.watch.clone(),
+            reloads: Reloads {
+                full: jenkins.full_reloads,
+                item: jenkins.item_reloads,
+                last: jenkins.last_reload.clone(),
+            },
+        }
+    }
+
+    /// Records a heartbeat from another node; a release, or a hand-over to us, wakes the loop.
+    pub fn heard_peer(&self, status: NodeStatus, rtt: Option<Duration>) {
+        let urgent = status.released
+            || status.handover_to.as_deref() == Some(self.config.node.name.as_str());
+        let name = status.name.clone();
+        lock(&self.peers).insert(
+            name,
+            PeerHeard {
+                status,
+                at: clock::now(),
+                rtt,
+            },
+        );
+        if urgent {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Every other node as `status` shows it: its role checked against the lease (a heartbeat
+    /// that contradicts the lease is flagged, not believed), `unreachable` when not heard for
+    /// `lease_timeout`.
+    pub fn peer_statuses(&self) -> Vec<NodeStatus> {
+        let facts = lock(&self.published).lease_facts.clone();
+        let heard = lock(&self.peers).clone();
+        let now = clock::now();
+        self.config
+            .peers
+            .iter()
+            .map(|peer| match heard.get(&peer.name) {
+                Some(h) => {
+                    let age = now.saturating_sub(h.at);
+                    let said = Heard {
+                        role: h.status.role,
+                        term: h.status.term,
+                        serving: h.status.serving,
+                        age,
+                    };
+                    let shown =
+                        cluster::shown_role(&peer.name, Some(&said), &facts, &self.config.timing);
+                    let mut s = h.status.clone();
+                    s.role = shown.role;
+                    s.serving = shown.serving;
+                    s.contradiction = shown.contradiction;
+                    s.last_heard_s = Some(age.as_secs_f64());
+                    s.rtt_ms = h.rtt.map(|r| r.as_secs_f64() * 1000.0);
+                    s
+                }
+                None => NodeStatus::unreachable(&peer.name),
+            })
+            .collect()
+    }
+
+    /// `GET /status`.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let me = self.own_status();
+        let peers = self.peer_statuses();
+        let p = self.published();
+        let active = std::iter::once(&me)
+            .chain(&peers)
+            .find(|n| n.serving)
+            .map(|n| n.name.clone());
+        let mut nodes = vec![me];
+        nodes.extend(peers);
+        ClusterStatus {
+            active,
+            reporter: self.config.node.name.clone(),
+            paused: p.paused,
+            nodes,
+            lease: p.lease,
+            haproxy: lock(&self.routing).sockets.clone(),
+        }
+    }
+
+    /// Every node as a switchover sees it.
+    pub fn candidates(&self, status: &ClusterStatus) -> Vec<Candidate> {
+        status
+            .nodes
+            .iter()
+            .map(|n| Candidate {
+                name: n.name.clone(),
+                role: n.role,
+                jenkins_healthy: n.jenkins_healthy,
+                jenkins_broken: n.reload_failed,
+                jenkins: if n.reload_failed {
+                    "stuck after a failed reload".into()
+                } else {
+                    n.jenkins.clone()
+                },
+                priority: n.priority,
+                current: n.current,
+            })
+            .collect()
+    }
+
+    /// Sets the state gauges from the current state and renders every metric.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        let status = self.cluster_status();
+        let me = &status.nodes[0];
+        let p = self.published();
+        m.set_role(me.role.as_str());
+        m.term.set(me.term.unwrap_or(0) as i64);
+        m.lease_age.set(p.lease.still_s);
+        m.paused.set(i64::from(p.paused));
+        m.jenkins_up.set(i64::from(me.jenkins_healthy));
+        m.jenkins_reload_failed.set(i64::from(me.reload_failed));
+        m.serving.set(i64::from(me.serving));
+        m.cluster_has_active.set(i64::from(status.active.is_some()));
+        let now = clock::now();
+        let heard = lock(&self.peers).clone();
+        for peer in &self.config.peers {
+            match heard.get(&peer.name) {
+                Some(h) => m.set_peer(
+                    &peer.name,
+                    now.saturating_sub(h.at).as_secs_f64(),
+                    h.rtt.map(|r| r.as_secs_f64()),
+                    self.config.timing.peer_fresh(now.saturating_sub(h.at)),
+                ),
+                None => m.set_peer(&peer.name, f64::INFINITY, None, false),
+            }
+        }
+        m.encode()
+    }
+
+    /// Queues an operator command for the next decision and wakes the loop.
+    pub fn command(&self, command: Command) {
+        *lock(&self.commands) = Some(command);
+        self.wake.notify_one();
+    }
+}

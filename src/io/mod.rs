@@ -1,0 +1,16 @@
+//! The IO adapters: everything that talks to the world outside the process, each behind a small
+//! type. They know nothing of the decision; the daemon wires them to the core.
+//!
+//! - [`lease`]: term files on the shared storage (the `Lease` trait), off-loop with deadlines.
+//! - [`jenkins`]: the Jenkins HTTP client.
+//! - [`haproxy`]: the HAProxy runtime-API client.
+//! - [`http_client`]: the small HTTP client the others use, and the bearer header.
+//! - [`watch`]: the JENKINS_HOME watcher.
+//! - [`clock`]: the daemon's clock (CLOCK_BOOTTIME), the one source of [`crate::core::Mono`].
+
+pub mod clock;
+pub mod haproxy;
+pub mod http_client;
+pub mod jenkins;
+pub mod lease;
+pub mod watch;
