@@ -321,6 +321,16 @@ impl Config {
         })
     }
 
+    /// "peer jenkins02", or "peers jenkins02, jenkins03", for messages.
+    pub fn peers_phrase(&self) -> String {
+        let names = self.peer_names().join(", ");
+        if self.peers.len() == 1 {
+            format!("peer {names}")
+        } else {
+            format!("peers {names}")
+        }
+    }
+
     /// The other nodes' names.
     pub fn peer_names(&self) -> Vec<String> {
         self.peers.iter().map(|p| p.name.clone()).collect()

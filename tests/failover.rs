@@ -433,3 +433,89 @@ async fn heartbeats_need_the_cluster_token() {
     assert_ne!(s.nodes[1].term, Some(99));
     assert_eq!(c.active_code(active).await, Some(200));
 }
+
+/// A large home: the stand-in's full reload takes three times the lease timeout. The first
+/// promotion must finish while the node keeps renewing its lease (it once compared the clock with
+/// the deadline copied when the promotion began, and reloaded again and again, answering 503 for
+/// ever). Then a crash fails over, and the new active's promotion also completes, with one full
+/// reload each, and no instant with two actives or two Jenkins out of quiet-down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_reload_three_times_the_lease_settles_and_fails_over() {
+    let spec = Spec {
+        reload_base: Duration::from_secs(6),
+        reload_per_item: Duration::ZERO,
+        reload_timeout: Duration::from_secs(60),
+        ..Spec::default()
+    };
+    assert_eq!(spec.reload_base, spec.lease_timeout * 3);
+    let reload = spec.reload_base;
+    let mut c = Cluster::start(spec);
+    let active = c
+        .wait_one_active(reload * 3)
+        .await
+        .unwrap_or_else(|| panic!("no single active node\n{}", c.logs()));
+    let standby = 1 - active;
+    // It serves a 200 once the reload is over, and leaves quiet-down once: one reload, not a loop.
+    let served = c.wait_served_by(0, active, reload * 3).await;
+    assert!(
+        served.is_some(),
+        "the first active never served\n{}",
+        c.logs()
+    );
+    let unquiet = c
+        .wait(reload * 2, || async {
+            (c.quieting_down(active).await == Some(false)).then_some(())
+        })
+        .await;
+    assert!(
+        unquiet.is_some(),
+        "the first active stays in quiet-down\n{}",
+        c.logs()
+    );
+    let first = c.jenkins_state(active).await.unwrap();
+    assert_eq!(first["fullReloads"], 1, "reloaded more than once: {first}");
+    let s = c.status(active).await.unwrap();
+    assert_eq!(s.active.as_deref(), Some(NAMES[active]), "{s:?}");
+
+    // A crash: the standby takes over and runs its own long promotion to the end.
+    let reloads_before = c.jenkins_state(standby).await.unwrap()["fullReloads"]
+        .as_u64()
+        .unwrap();
+    let mut sb = cluster::SplitBrain::default();
+    c.kill_jenkins(active);
+    let killed = Instant::now();
+    let mut served_at = None;
+    while killed.elapsed() < reload * 4 {
+        c.sample_once(&mut sb, true).await;
+        if served_at.is_none() {
+            if let Some((200, Some(node))) = c.through_haproxy(0, "/login").await {
+                if node == NAMES[standby] {
+                    served_at = Some(killed.elapsed());
+                }
+            }
+        }
+        if served_at.is_some() && c.quieting_down(standby).await == Some(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served_at = served_at
+        .unwrap_or_else(|| panic!("the standby never served after the crash\n{}", c.logs()));
+    eprintln!("served by the new active {served_at:?} after the crash (reload {reload:?})");
+    assert_eq!(
+        c.quieting_down(standby).await,
+        Some(false),
+        "the new active stays in quiet-down\n{}",
+        c.logs()
+    );
+    let after = c.jenkins_state(standby).await.unwrap();
+    assert_eq!(
+        after["fullReloads"].as_u64().unwrap(),
+        reloads_before + 1,
+        "one promotion reload, not a loop: {after}"
+    );
+    assert_eq!(sb.total(), 0, "split-brain samples: {sb:?}");
+    let s = c.status(standby).await.unwrap();
+    assert_eq!(s.active.as_deref(), Some(NAMES[standby]), "{s:?}");
+    assert_eq!(s.nodes[0].term, Some(2));
+}

@@ -244,10 +244,19 @@ fn packaged_example_config_names_every_key_of_the_schema() {
             .map(str::to_string)
             .collect()
     };
-    let top = expected_keys(&format!("not_a_key: 1\n{text}"));
+    // `peer` and `peers` are two forms of one setting (exactly one may be given): the example
+    // sets `peer` and shows `peers` as a commented alternative.
+    let top: Vec<String> = expected_keys(&format!("not_a_key: 1\n{text}"))
+        .into_iter()
+        .filter(|k| k != "peers")
+        .collect();
     assert_eq!(
         top, sections,
         "the example has every section, in the schema's order"
+    );
+    assert!(
+        repo_file("packaging/config.yaml").contains("\n# peers:\n#   - {name: "),
+        "the example shows the peers form"
     );
     for section in &sections {
         let probe = text.replacen(

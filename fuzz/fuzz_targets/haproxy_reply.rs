@@ -58,10 +58,11 @@ fuzz_target!(|data: &[u8]| -> Corpus {
         });
     assert_ne!(ready, maint);
 
+    let others = [maint.to_string()];
     let (maint_first, problems) =
-        plan_reconcile(&states, &backends, ready, maint, WriteOrder::MaintFirst);
+        plan_reconcile(&states, &backends, ready, &others, WriteOrder::MaintFirst);
     let (ready_first, problems2) =
-        plan_reconcile(&states, &backends, ready, maint, WriteOrder::ReadyFirst);
+        plan_reconcile(&states, &backends, ready, &others, WriteOrder::ReadyFirst);
     assert_eq!(problems, problems2);
     assert!(!problems.is_empty(), "the missing backend was not reported");
     for p in &problems {

@@ -9,13 +9,13 @@ use libfuzzer_sys::fuzz_target;
 const PEER: &str = "jenkins02";
 
 fuzz_target!(|data: &[u8]| {
-    match decode_heartbeat(data, PEER) {
+    match decode_heartbeat(data, &[PEER]) {
         Ok(status) => {
             assert!(data.len() <= MAX_HEARTBEAT);
             assert_eq!(status.name, PEER);
             let encoded = serde_json::to_vec(&status).expect("an accepted status encodes");
             if encoded.len() <= MAX_HEARTBEAT {
-                let again = decode_heartbeat(&encoded, PEER).expect("a re-encoded status decodes");
+                let again = decode_heartbeat(&encoded, &[PEER]).expect("a re-encoded status decodes");
                 assert_eq!(again.name, PEER);
                 assert_eq!(again.term, status.term);
                 assert_eq!(again.role, status.role);

@@ -165,15 +165,10 @@ fn check_config(path: &Path) -> ExitCode {
         }
     });
     println!(
-        "{}: valid (node {}, {} {}, {} HAProxy socket(s), lease in {})",
+        "{}: valid (node {}, {}, {} HAProxy socket(s), lease in {})",
         config.path.display(),
         config.node.name,
-        if config.peers.len() == 1 {
-            "peer"
-        } else {
-            "peers"
-        },
-        config.peer_names().join(", "),
+        config.peers_phrase(),
         config.haproxy.sockets.len(),
         config.lease_dir.display()
     );
@@ -210,13 +205,17 @@ fn failover(path: &Path, to: Option<String>, force: bool, wait_builds: Duration)
         Ok(c) => c,
         Err(code) => return code,
     };
-    let result = block_on(ops::failover(
+    report(block_on(ops::failover(
         &config,
         to,
         force,
         wait_builds,
         &mut |line| println!("{line}"),
-    ));
+    )))
+}
+
+/// An operator command's last line: on stdout and exit 0, or one line on stderr and exit 1.
+fn report(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(done) => {
             println!("{done}");
@@ -234,16 +233,7 @@ fn pause(path: &Path, paused: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match block_on(ops::set_paused(&config, paused)) {
-        Ok(done) => {
-            println!("{done}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("jenkins-ha: {e}");
-            ExitCode::from(1)
-        }
-    }
+    report(block_on(ops::set_paused(&config, paused)))
 }
 
 fn history(path: &Path, json: bool, limit: usize) -> ExitCode {

@@ -49,7 +49,7 @@ pub struct Shown {
 
 /// The role to show for node `name`, heard as `heard` (never heard: `None`).
 ///
-/// A node not heard from for `lease_timeout` is `unreachable`. A node that says it is active is
+/// A node that missed three heartbeats in a row is `unreachable` ([`Timing::peer_fresh`]). A node that says it is active is
 /// shown active only if the lease names it the live holder; otherwise it is shown a standby and
 /// flagged. A node that says it is not active is believed: it knows it is not serving.
 pub fn shown_role(name: &str, heard: Option<&Heard>, lease: &LeaseFacts, timing: &Timing) -> Shown {
@@ -266,11 +266,11 @@ mod tests {
     }
 
     #[test]
-    fn a_node_not_heard_for_the_lease_timeout_is_unreachable() {
+    fn a_node_that_missed_three_heartbeats_is_unreachable() {
         let l = lease("a", 7);
         let mut h = heard(Role::Standby, 7);
         assert_eq!(shown_role("b", Some(&h), &l, &timing()).role, Role::Standby);
-        h.age = Duration::from_millis(5001);
+        h.age = Duration::from_millis(3001);
         assert_eq!(
             shown_role("b", Some(&h), &l, &timing()).role,
             Role::Unreachable

@@ -410,21 +410,13 @@ impl Core {
         // 3. Commands.
         match &obs.command {
             Some(Command::Shutdown) => {
-                return decision(
-                    Role::SteppingDown,
-                    vec![
-                        Action::StopRouting,
-                        Action::Release { term: held.term },
-                        Action::KeepQuiet,
-                        Action::NotifyPeers,
-                    ],
-                    Reason::new(
-                        ReasonKind::Releasing(ReleaseWhy::Shutdown),
-                        format!(
-                            "releasing term {}: shutting down, {} can take over at once",
-                            held.term,
-                            p.peer_names()
-                        ),
+                return release(
+                    held.term,
+                    ReleaseWhy::Shutdown,
+                    format!(
+                        "releasing term {}: shutting down, {} can take over at once",
+                        held.term,
+                        p.peer_names()
                     ),
                 );
             }
@@ -524,21 +516,13 @@ impl Core {
                         })
                     });
                 if !everyone_down {
-                    return decision(
-                        Role::SteppingDown,
-                        vec![
-                            Action::StopRouting,
-                            Action::Release { term: held.term },
-                            Action::KeepQuiet,
-                            Action::NotifyPeers,
-                        ],
-                        Reason::new(
-                            ReasonKind::Releasing(ReleaseWhy::JenkinsFailed),
-                            format!(
-                                "releasing term {}: {failure}; {} can take over",
-                                held.term,
-                                p.peer_names()
-                            ),
+                    return release(
+                        held.term,
+                        ReleaseWhy::JenkinsFailed,
+                        format!(
+                            "releasing term {}: {failure}; {} can take over",
+                            held.term,
+                            p.peer_names()
                         ),
                     );
                 }
@@ -789,31 +773,40 @@ impl Core {
         };
 
         if view.handover_to.as_deref() == Some(p.node.as_str()) && view.holder != p.node {
-            if let Some(why) = blocker {
-                return standby(
-                    ReasonKind::Standby,
-                    format!(
-                        "standby: {} is handing term {} over to me, but {why}",
-                        view.holder, view.term
-                    ),
-                );
-            }
-            if j.prepared_for != Some(view.term) {
-                return decision(
+            // A planned switchover hands the term to us: bring our Jenkins up to date first,
+            // still quiet (its reload answers 503 on purpose), then claim once it is healthy.
+            let preparing = jenkins.reloading
+                && jenkins.reload_purpose == Some(ReloadPurpose::Prepare(view.term));
+            let prepared = j.prepared_for == Some(view.term) && !preparing;
+            let prepare = |text: String| {
+                decision(
                     Role::Standby,
                     vec![
                         Action::StopRouting,
                         Action::KeepQuiet,
                         Action::PrepareTakeover { term: view.term },
                     ],
-                    Reason::new(
-                        ReasonKind::Preparing,
-                        format!(
-                            "standby: {} is handing term {} over to me; reloading my Jenkins first",
-                            view.holder, view.term
-                        ),
-                    ),
+                    Reason::new(ReasonKind::Preparing, text),
+                )
+            };
+            let handing = format!(
+                "standby: {} is handing term {} over to me",
+                view.holder, view.term
+            );
+            if jenkins.broken {
+                return standby(
+                    ReasonKind::Standby,
+                    format!("{handing}, but {}", blocker.unwrap_or_default()),
                 );
+            }
+            if !prepared {
+                return match blocker.filter(|_| !preparing) {
+                    Some(why) => prepare(format!("{handing}, but {why}")),
+                    None => prepare(format!("{handing}; reloading my Jenkins first")),
+                };
+            }
+            if let Some(why) = blocker {
+                return prepare(format!("{handing}, but {why}"));
             }
             self.claiming_handover = Some(view.term);
             return claim(
@@ -991,6 +984,21 @@ fn decision(role: Role, actions: Vec<Action>, reason: Reason) -> Decision {
         jenkins_broken: false,
         jenkins_reloading: false,
     }
+}
+
+/// Releasing our term: stop routing, write `released`, quiet our Jenkins, tell the others at
+/// once so that they need not wait out the lease.
+fn release(term: u64, why: ReleaseWhy, text: String) -> Decision {
+    decision(
+        Role::SteppingDown,
+        vec![
+            Action::StopRouting,
+            Action::Release { term },
+            Action::KeepQuiet,
+            Action::NotifyPeers,
+        ],
+        Reason::new(ReasonKind::Releasing(why), text),
+    )
 }
 
 /// Whether HAProxy may send users to our Jenkins: a switchover prepared it, or its catch-up has

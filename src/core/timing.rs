@@ -42,11 +42,13 @@ impl Timing {
         still >= self.lease_timeout
     }
 
-    /// Whether a peer last heard `age` ago counts as reachable. The one rule for peer freshness:
-    /// a peer not heard for a whole `lease_timeout` is `unreachable` (in `status`, for
-    /// switchovers, and for the holder's release rule).
+    /// Whether another node last heard `age` ago counts as reachable. The one rule for peer
+    /// freshness: heartbeats go every interval, and a node that missed three in a row is
+    /// `unreachable`, as keepalived counts a dead peer (in `status`, for switchovers, for the
+    /// ranking of standbys, and for the holder's release rule). It is never a reason to take
+    /// over: only the lease is.
     pub fn peer_fresh(&self, age: Duration) -> bool {
-        age <= self.lease_timeout
+        age <= self.interval * 3
     }
 }
 
@@ -91,11 +93,11 @@ mod tests {
     }
 
     #[test]
-    fn staleness_and_peer_freshness_use_the_lease_timeout() {
+    fn a_lease_is_stale_after_the_lease_timeout_a_peer_after_three_missed_heartbeats() {
         let t = t(1000, 5000);
         assert!(!t.stale(Duration::from_millis(4999)));
         assert!(t.stale(Duration::from_secs(5)));
-        assert!(t.peer_fresh(Duration::from_secs(5)));
-        assert!(!t.peer_fresh(Duration::from_millis(5001)));
+        assert!(t.peer_fresh(Duration::from_secs(3)));
+        assert!(!t.peer_fresh(Duration::from_millis(3001)));
     }
 }

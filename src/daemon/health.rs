@@ -188,11 +188,14 @@ impl HealthChecks {
         }
     }
 
-    /// When the next check is due: every interval, every quarter interval while a failure is
-    /// being confirmed or a check has gone unanswered for longer than an interval.
+    /// When the next check is due: every interval, every quarter interval while the health is
+    /// changing (a failure being confirmed, or a recovery: fewer than `rise` passes since a
+    /// failure or a reload, as HAProxy's `fastinter`) or a check has gone unanswered for longer
+    /// than an interval.
     fn cadence(&self, fast: Duration, oldest_in_flight: Option<tokio::time::Instant>) -> Duration {
-        let failures = self.checks.snapshot().failures;
-        let confirming = failures > 0 && failures < self.fall;
+        let s = self.checks.snapshot();
+        let confirming = (s.failures > 0 && s.failures < self.fall)
+            || (s.successes < self.rise && s.word != "unknown");
         let hanging = oldest_in_flight.is_some_and(|t| t.elapsed() >= self.interval);
         if confirming || hanging {
             fast

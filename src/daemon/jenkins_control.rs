@@ -451,7 +451,6 @@ impl JenkinsControl {
                 if let Asserted::Active { term, .. } = wanted {
                     tracing::info!("Jenkins is active for term {term}: quiet-down cancelled");
                 }
-                self.wake.notify_one();
             }
             Err(e) => self.note_error(&e),
         }

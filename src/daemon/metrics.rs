@@ -101,7 +101,7 @@ impl Metrics {
         let peer_up = Family::<PeerLabel, Gauge>::default();
         registry.register(
             "peer_up",
-            "1 while heartbeats from that node are fresh (heard within lease_timeout)",
+            "1 while heartbeats from that node are fresh (heard within 3 intervals)",
             peer_up.clone(),
         );
         let serving = Gauge::default();

@@ -197,8 +197,8 @@ impl Shared {
     }
 
     /// Every other node as `status` shows it: its role checked against the lease (a heartbeat
-    /// that contradicts the lease is flagged, not believed), `unreachable` when not heard for
-    /// `lease_timeout`.
+    /// that contradicts the lease is flagged, not believed), `unreachable` after three missed
+    /// heartbeats.
     pub fn peer_statuses(&self) -> Vec<NodeStatus> {
         let facts = lock(&self.published).lease_facts.clone();
         let heard = lock(&self.peers).clone();

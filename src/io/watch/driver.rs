@@ -31,7 +31,9 @@
 //! result for the next call.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -73,10 +75,6 @@ fn scan_interval(mode: Effective, poll_interval: Duration) -> Duration {
         Effective::Poll => poll_interval,
         Effective::Inotify => INOTIFY_SAFETY_RESCAN,
     }
-}
-
-fn lock(io: &Mutex<Io>) -> MutexGuard<'_, Io> {
-    io.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The JENKINS_HOME watcher: scans, classifies and batches; see the module docs.
