@@ -68,7 +68,11 @@ fuzz_target!(|data: &[u8]| -> Corpus {
             assert!(t.interval.checked_mul(t.fall).is_some());
             assert!(!config.haproxy.sockets.is_empty());
             assert!(!config.haproxy.backends.is_empty());
-            assert_ne!(config.node.name, config.peer.name);
+            assert!(!config.peers.is_empty());
+            for (i, peer) in config.peers.iter().enumerate() {
+                assert_ne!(config.node.name, peer.name);
+                assert!(config.peers[..i].iter().all(|p| p.name != peer.name));
+            }
         }
         Err(e) => {
             let shown = e.to_string();
