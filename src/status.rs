@@ -235,6 +235,12 @@ pub fn render_table(status: &ClusterStatus) -> String {
         out.push_str(&line(row));
     }
     for n in &status.nodes {
+        if let Some(c) = &n.contradiction {
+            out.push_str(&format!(
+                "{}: its heartbeat {c} (the lease is believed)\n",
+                n.name
+            ));
+        }
         if let Some(w) = &n.watch {
             let mut line = format!("{}: watching JENKINS_HOME by {}", n.name, w.mode);
             if w.pending {
