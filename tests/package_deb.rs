@@ -17,8 +17,9 @@
 //! the one that ships: a faster profile would test a binary nobody installs, and would not save
 //! the cold build of the dependencies anyway.
 //!
-//! The throwaway-root and `systemd-analyze` tests need root (mount namespaces, an overlay over
-//! /usr, chroot), as the rest of the suite does for its network namespaces.
+//! The throwaway-root, `systemd-analyze` and `ExecReload=` tests need root (mount namespaces, an
+//! overlay over /usr, a restricted /proc, chroot), as the rest of the suite does for its network
+//! namespaces.
 //!
 //! The fast tests at the bottom check the generators the script relies on, through the debug
 //! binary.
@@ -623,6 +624,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn exec_reload_of_the_packaged_unit_makes_the_daemon_apply_a_rotated_token() {
+    require_root("running ExecReload= under the unit's /proc restrictions");
     let root = extracted();
     let unit = std::fs::read_to_string(root.join("lib/systemd/system/jenkins-ha.service")).unwrap();
     let reload: Vec<&str> = unit
@@ -700,9 +702,21 @@ fn exec_reload_of_the_packaged_unit_makes_the_daemon_apply_a_rotated_token() {
         .iter()
         .map(|w| if *w == "$MAINPID" { pid.as_str() } else { w })
         .collect();
+    // Under the unit's ProtectProc=invisible and ProcSubset=pid, as systemd runs it: a /proc of
+    // process directories only (no /proc/sys, /proc/stat), in a private mount namespace.
     ok(
         &format!("ExecReload= ({})", argv.join(" ")),
-        Command::new(argv[0]).args(&argv[1..]).output().unwrap(),
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                r#"set -e
+                mount -t proc -o subset=pid,hidepid=invisible proc /proc
+                exec "$@""#,
+            )
+            .arg("sh")
+            .args(&argv)
+            .output()
+            .unwrap(),
     );
     wait_for(
         "the daemon logs the new token as applied",
