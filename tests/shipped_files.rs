@@ -1,5 +1,6 @@
 //! The files we ship beside the binary: the example HAProxy config must load in the real HAProxy,
-//! and the systemd unit must carry the ordering and hardening an operator expects.
+//! and the systemd unit must carry the ordering, reload, restart policy and hardening an operator
+//! expects.
 
 use std::process::Command;
 
@@ -52,6 +53,29 @@ fn example_haproxy_cfg_is_valid_for_haproxy() {
     }
 }
 
+/// The unit's settings as (section, key) -> every value, in order (systemd lets most keys repeat).
+fn unit_settings(text: &str) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut settings = std::collections::BTreeMap::<_, Vec<String>>::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not a unit setting: {line}"));
+        settings
+            .entry((section.clone(), key.to_string()))
+            .or_default()
+            .push(value.to_string());
+    }
+    settings
+}
+
 #[test]
 fn systemd_unit_orders_after_the_mount_and_is_hardened() {
     let unit = repo_file("systemd/jenkins-ha.service");
@@ -60,7 +84,6 @@ fn systemd_unit_orders_after_the_mount_and_is_hardened() {
         "Wants=network-online.target",
         "RequiresMountsFor=/var/lib/jenkins",
         "ExecStart=/usr/bin/jenkins-ha run",
-        "Restart=always",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/jenkins/.jenkins-ha",
@@ -71,6 +94,105 @@ fn systemd_unit_orders_after_the_mount_and_is_hardened() {
     ] {
         assert!(unit.contains(needed), "the unit lacks {needed:?}");
     }
+
+    let settings = unit_settings(&unit);
+    let get = |section: &str, key: &str| -> Vec<String> {
+        settings
+            .get(&(section.to_string(), key.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let one = |section: &str, key: &str| -> String {
+        let values = get(section, key);
+        assert_eq!(values.len(), 1, "one {key}= in [{section}]: {values:?}");
+        values[0].clone()
+    };
+
+    // `systemctl reload jenkins-ha` (the README's way to rotate the token) sends SIGHUP to the
+    // daemon, which re-reads its config. tests/package_deb.rs runs this very line against a
+    // daemon.
+    assert_eq!(one("Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
+
+    // The daemon exits 0 only after SIGTERM/SIGINT (someone stopped it), 1 when it cannot start,
+    // 2 on a config error. Failures are restarted, a config error is not: only an edited config
+    // helps. systemd tests RestartPreventExitStatus= against the main process only, so the
+    // check-config run before it must not fail the start (its "-" prefix), leaving the exit 2 to
+    // `run` itself.
+    assert_eq!(one("Service", "Type"), "notify");
+    assert_eq!(one("Service", "Restart"), "on-failure");
+    assert_eq!(one("Service", "RestartPreventExitStatus"), "2");
+    assert_eq!(one("Service", "ExecStart"), "/usr/bin/jenkins-ha run");
+    assert_eq!(
+        get("Service", "ExecStartPre"),
+        ["-/usr/bin/jenkins-ha check-config"]
+    );
+    assert_eq!(one("Service", "KillSignal"), "SIGTERM");
+    assert_eq!(one("Unit", "StartLimitIntervalSec"), "0");
+
+    // Ordered after Jenkins, and only ordered: the sidecar keeps running when Jenkins dies or is
+    // stopped (that is when it must fail over), and starting it starts no Jenkins.
+    let after: Vec<String> = get("Unit", "After")
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for unit_name in [
+        "jenkins.service",
+        "network-online.target",
+        "remote-fs.target",
+    ] {
+        assert!(
+            after.iter().any(|a| a == unit_name),
+            "After= lacks {unit_name}: {after:?}"
+        );
+    }
+    for key in [
+        "Requires",
+        "Requisite",
+        "BindsTo",
+        "PartOf",
+        "Upholds",
+        "Wants",
+        "PropagatesStopTo",
+        "StopPropagatedFrom",
+    ] {
+        for value in get("Unit", key) {
+            assert!(
+                !value.contains("jenkins.service"),
+                "{key}={value} ties jenkins-ha to Jenkins' lifecycle"
+            );
+        }
+    }
+
+    // The hardening stays.
+    for (key, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("User", "jenkins"),
+        ("Group", "jenkins"),
+    ] {
+        assert_eq!(one("Service", key), value, "{key}=");
+    }
+    assert_eq!(
+        get("Service", "SystemCallFilter"),
+        ["@system-service", "~@privileged @resources"]
+    );
+    assert_eq!(
+        get("Install", "WantedBy"),
+        ["multi-user.target"],
+        "enabling it starts it at boot"
+    );
 }
 
 /// The example config the package installs as /etc/jenkins-ha/config.yaml, with its paths moved
