@@ -1,8 +1,9 @@
 //! The monitoring we ship in `monitoring/`: the Prometheus alert rules pass `promtool check rules`
 //! and their unit tests (`promtool test rules`), every alert is tested firing and stays silent on
-//! a healthy cluster, and the Grafana dashboard is a valid, importable dashboard whose queries
-//! parse as PromQL. The rules and the dashboard name only metrics from `monitoring/metrics.txt`,
-//! the one list of what the daemon exports, and the dashboard shows every one of them.
+//! a healthy cluster, the example prometheus.yml loads them, and the Grafana dashboard is a
+//! valid, importable dashboard whose queries parse as PromQL. The rules and the dashboard name
+//! only metrics from `monitoring/metrics.txt`, the one list of what the daemon exports, and the
+//! dashboard shows every one of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -302,6 +303,13 @@ fn promtool_check_rules_is_clean() {
 fn promtool_unit_tests_of_the_rules_pass() {
     let text = run_promtool(&["test", "rules", "jenkins-ha.rules.test.yml"]);
     assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn the_example_prometheus_config_is_valid_and_loads_the_rules() {
+    let text = run_promtool(&["check", "config", "prometheus.example.yml"]);
+    assert!(text.contains("1 rule files found"), "{text}");
+    assert!(text.contains("jenkins-ha.rules.yml"), "{text}");
 }
 
 #[test]
