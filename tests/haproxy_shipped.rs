@@ -120,9 +120,29 @@ struct Loopback {
     front_port: u16,
     agent_front_port: u16,
     state_file: PathBuf,
-    /// Per server name: the address HAProxy uses for that host, its Jenkins port, its sidecar's
-    /// API port and its agent port.
-    hosts: Vec<(String, String, u16, u16, u16)>,
+    hosts: Vec<HostPorts>,
+}
+
+/// Where HAProxy reaches one host: server `name` at `ip`, its Jenkins on `jenkins`, its sidecar's
+/// API (the health check) on `api` and its agent port on `agent`.
+struct HostPorts {
+    name: String,
+    ip: String,
+    jenkins: u16,
+    api: u16,
+    agent: u16,
+}
+
+impl HostPorts {
+    fn loopback(name: &str, jenkins: u16, api: u16, agent: u16) -> HostPorts {
+        HostPorts {
+            name: name.into(),
+            ip: "127.0.0.1".into(),
+            jenkins,
+            api,
+            agent,
+        }
+    }
 }
 
 impl Loopback {
@@ -137,14 +157,12 @@ impl Loopback {
             hosts: c
                 .hosts
                 .iter()
-                .map(|host| {
-                    (
-                        host.name.to_string(),
-                        host.haproxy_ip.clone(),
-                        host.jenkins_port,
-                        host.api_port,
-                        host.agent_port,
-                    )
+                .map(|host| HostPorts {
+                    name: host.name.to_string(),
+                    ip: host.haproxy_ip.clone(),
+                    jenkins: host.jenkins_port,
+                    api: host.api_port,
+                    agent: host.agent_port,
                 })
                 .collect(),
         }
@@ -202,10 +220,16 @@ fn for_loopback(cfg: &str, to: &Loopback) -> (String, BTreeSet<&'static str>) {
                 }
                 ["server", name, addr, rest @ ..] => {
                     applied.insert(SERVERS);
-                    let (_, ip, jenkins, api, agent) = to
+                    let HostPorts {
+                        ip,
+                        jenkins,
+                        api,
+                        agent,
+                        ..
+                    } = to
                         .hosts
                         .iter()
-                        .find(|h| h.0 == *name)
+                        .find(|h| h.name == *name)
                         .unwrap_or_else(|| panic!("haproxy.cfg: an unknown server: {line:?}"));
                     let port = match addr.rsplit_once(':').map(|(_, p)| p) {
                         Some("8080") => jenkins,
@@ -307,9 +331,6 @@ struct Row {
 const MAINT_BITS: u8 = 0x01 | 0x02 | 0x20;
 
 impl Row {
-    fn ready(&self) -> bool {
-        self.admin_state & (MAINT_BITS | 0x08 | 0x10) == 0
-    }
     fn maint(&self) -> bool {
         self.admin_state & MAINT_BITS != 0
     }
@@ -414,6 +435,53 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// `openssl s_server` on 127.0.0.1:`port` with the certificate and key in `pem`; it answers any
+/// GET with 200 (`-www`). Returns once it listens.
+fn start_s_server(port: u16, pem: &Path, dir: &Path) -> Proc {
+    let p = Proc::spawn(
+        "s_server",
+        Path::new("openssl"),
+        &[
+            "s_server".into(),
+            "-quiet".into(),
+            "-www".into(),
+            "-accept".into(),
+            format!("127.0.0.1:{port}"),
+            "-cert".into(),
+            pem.display().to_string(),
+        ],
+        &dir.join("s_server.log"),
+        &[],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "openssl s_server did not listen"
+    );
+    p
+}
+
+/// HAProxy in the foreground on `cfg`; returns once its admin socket `socket` exists.
+fn start_haproxy(cfg: &Path, log: &Path, socket: &Path) -> Proc {
+    let _ = std::fs::remove_file(socket);
+    let p = Proc::spawn(
+        "haproxy",
+        Path::new(haproxy()),
+        &["-db".into(), "-f".into(), cfg.display().to_string()],
+        log,
+        &[],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || socket.exists()),
+        "HAProxy did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    p
 }
 
 /// A request through HAProxy's frontend with `Connection: close`: (status, X-Standin-Node).
@@ -577,29 +645,7 @@ fn the_tls_check_variant_loads_and_verifies_the_sidecar_certificate() {
     // And it really checks over TLS: a TLS server with a certificate for jenkins01.example.com
     // signed by that CA (openssl s_server answers any GET with 200) passes the check.
     let api = free_port();
-    let mut s_server = Proc::spawn(
-        "s_server",
-        Path::new("openssl"),
-        &[
-            "s_server".into(),
-            "-quiet".into(),
-            "-www".into(),
-            "-accept".into(),
-            format!("127.0.0.1:{api}"),
-            "-cert".into(),
-            server_pem.display().to_string(),
-        ],
-        &dir.path().join("s_server.log"),
-        &[],
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect((
-            "127.0.0.1",
-            api
-        ))
-        .is_ok()),
-        "openssl s_server did not listen"
-    );
+    let mut s_server = start_s_server(api, &server_pem, dir.path());
     let socket = dir.path().join("admin.sock");
     let to = Loopback {
         admin_socket: socket.clone(),
@@ -608,33 +654,14 @@ fn the_tls_check_variant_loads_and_verifies_the_sidecar_certificate() {
         agent_front_port: free_port(),
         state_file: dir.path().join("state"),
         hosts: vec![
-            (
-                "jenkins01".into(),
-                "127.0.0.1".into(),
-                free_port(),
-                api,
-                free_port(),
-            ),
-            (
-                "jenkins02".into(),
-                "127.0.0.1".into(),
-                free_port(),
-                free_port(),
-                free_port(),
-            ),
+            HostPorts::loopback("jenkins01", free_port(), api, free_port()),
+            HostPorts::loopback("jenkins02", free_port(), free_port(), free_port()),
         ],
     };
     let (text, _) = for_loopback(&variant, &to);
     let cfg = dir.path().join("run.cfg");
     std::fs::write(&cfg, &text).expect("run.cfg");
-    let mut hap = Proc::spawn(
-        "haproxy",
-        Path::new(haproxy()),
-        &["-db".into(), "-f".into(), cfg.display().to_string()],
-        &dir.path().join("haproxy.log"),
-        &[],
-    );
-    assert!(wait_until(Duration::from_secs(10), || socket.exists()));
+    let mut hap = start_haproxy(&cfg, &dir.path().join("haproxy.log"), &socket);
     admin(&socket, "set server jenkins_http/jenkins01 state ready").expect("set server");
     let up = wait_until(Duration::from_secs(5), || {
         stat_status(&socket, "jenkins_http", "jenkins01").as_deref() == Some("UP")
@@ -649,36 +676,10 @@ fn the_tls_check_variant_loads_and_verifies_the_sidecar_certificate() {
         "check-sni jenkins01.example.com",
         "check-sni other.example.com",
     );
-    let mut s_server = Proc::spawn(
-        "s_server",
-        Path::new("openssl"),
-        &[
-            "s_server".into(),
-            "-quiet".into(),
-            "-www".into(),
-            "-accept".into(),
-            format!("127.0.0.1:{api}"),
-            "-cert".into(),
-            server_pem.display().to_string(),
-        ],
-        &dir.path().join("s_server.log"),
-        &[],
-    );
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
-        ("127.0.0.1", api)
-    )
-    .is_ok()));
+    let mut s_server = start_s_server(api, &server_pem, dir.path());
     let (text, _) = for_loopback(&wrong, &to);
     std::fs::write(&cfg, &text).expect("run.cfg");
-    let _ = std::fs::remove_file(&socket);
-    let mut hap = Proc::spawn(
-        "haproxy",
-        Path::new(haproxy()),
-        &["-db".into(), "-f".into(), cfg.display().to_string()],
-        &dir.path().join("haproxy.log"),
-        &[],
-    );
-    assert!(wait_until(Duration::from_secs(10), || socket.exists()));
+    let mut hap = start_haproxy(&cfg, &dir.path().join("haproxy.log"), &socket);
     admin(&socket, "set server jenkins_http/jenkins01 state ready").expect("set server");
     let down = wait_until(Duration::from_secs(5), || {
         stat_status(&socket, "jenkins_http", "jenkins01").as_deref() == Some("DOWN")
@@ -749,20 +750,8 @@ fn the_check_is_http11_with_a_host_and_jenkins_gets_the_forwarded_headers_from_h
         agent_front_port: free_port(),
         state_file: dir.path().join("state"),
         hosts: vec![
-            (
-                "jenkins01".into(),
-                "127.0.0.1".into(),
-                jenkins.port,
-                api.port,
-                free_port(),
-            ),
-            (
-                "jenkins02".into(),
-                "127.0.0.1".into(),
-                free_port(),
-                free_port(),
-                free_port(),
-            ),
+            HostPorts::loopback("jenkins01", jenkins.port, api.port, free_port()),
+            HostPorts::loopback("jenkins02", free_port(), free_port(), free_port()),
         ],
     };
     let (text, applied) = for_loopback(&shipped(), &to);
@@ -770,19 +759,8 @@ fn the_check_is_http11_with_a_host_and_jenkins_gets_the_forwarded_headers_from_h
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, &text).expect("haproxy.cfg");
     let log = dir.path().join("haproxy.log");
-    let mut hap = Proc::spawn(
-        "haproxy",
-        Path::new(haproxy()),
-        &["-db".into(), "-f".into(), cfg.display().to_string()],
-        &log,
-        &[],
-    );
+    let mut hap = start_haproxy(&cfg, &log, &socket);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(10), || socket.exists()),
-        "{}",
-        logs()
-    );
 
     // Disabled servers are not checked: nothing reaches the sidecar until it is set ready.
     std::thread::sleep(Duration::from_millis(1500));
@@ -901,7 +879,7 @@ fn sample(
             if let Some(rows) = servers_state(socket) {
                 s.answered += 1;
                 for r in rows.iter().filter(|r| r.server == standby) {
-                    if !r.maint() || r.ready() {
+                    if !r.maint() {
                         s.violations.push(format!(
                             "{at:?}: HAProxy {k}: {}/{} admin state {:#x} (not maint)",
                             r.backend, r.server, r.admin_state
