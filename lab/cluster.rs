@@ -1500,3 +1500,175 @@ fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Running HAProxy from a config the caller writes (for example the shipped
+/// `haproxy/haproxy.cfg`, rewritten for loopback), started the way Debian's unit starts it.
+impl Cluster {
+    /// Like [`Cluster::prepare`] (no sidecar yet), but HAProxy `k` runs the text `cfg(&cluster, k)`
+    /// instead of the harness's own config, in master-worker mode
+    /// ([`Cluster::start_haproxy_master_worker`]). The text must put a `level admin` unix socket
+    /// at `haproxies[k].socket`: the harness reads HAProxy's state there, and the sidecars write
+    /// there unless [`Cluster::set_sidecar_haproxy_sockets`] points them elsewhere.
+    pub fn prepare_with_haproxy_cfg(
+        spec: Spec,
+        cfg: impl Fn(&Cluster, usize) -> String,
+    ) -> Cluster {
+        let mut c = Self::prepare(spec);
+        for k in 0..c.haproxies.len() {
+            c.kill_haproxy(k);
+            let text = cfg(&c, k);
+            fs::write(&c.haproxies[k].cfg, text).expect("haproxy.cfg");
+            c.start_haproxy_master_worker(k);
+        }
+        c
+    }
+
+    /// Sets `haproxy.sockets` in both sidecars' configs (for example `tcp://127.0.0.1:PORT`),
+    /// from their next start on. A later rewrite of a sidecar config by the harness
+    /// ([`Cluster::set_peer_port`]) puts the harness's unix sockets back.
+    pub fn set_sidecar_haproxy_sockets(&self, sockets: &[String]) {
+        for host in &self.hosts {
+            let yaml = fs::read_to_string(&host.config).expect("sidecar config");
+            let mut replaced = 0;
+            let lines: Vec<String> = yaml
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("sockets:") {
+                        replaced += 1;
+                        format!("  sockets: [{}]", sockets.join(", "))
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect();
+            assert_eq!(
+                replaced,
+                1,
+                "{}: expected one haproxy.sockets line",
+                host.config.display()
+            );
+            fs::write(&host.config, lines.join("\n") + "\n").expect("sidecar config");
+        }
+    }
+
+    /// The pid file and the master CLI socket of HAProxy `k` in master-worker mode.
+    pub fn haproxy_master_paths(&self, k: usize) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("haproxy-{k}.pid")),
+            self.dir.join(format!("haproxy-{k}-master.sock")),
+        )
+    }
+
+    /// Starts HAProxy `k` from `haproxies[k].cfg` as Debian's unit does
+    /// (`haproxy -Ws -f CONFIG -p PIDFILE -S MASTER_SOCKET`): a master process in the foreground
+    /// that forks one worker; SIGUSR2 to the master reloads ([`Cluster::reload_haproxy`]), like
+    /// `systemctl reload haproxy`. `haproxies[k].proc` is the master. Waits for the admin socket.
+    pub fn start_haproxy_master_worker(&mut self, k: usize) {
+        let (pid_file, master_socket) = self.haproxy_master_paths(k);
+        let h = &mut self.haproxies[k];
+        let _ = fs::remove_file(&h.socket);
+        let args = vec![
+            "-Ws".to_string(),
+            "-f".into(),
+            h.cfg.display().to_string(),
+            "-p".into(),
+            pid_file.display().to_string(),
+            "-S".into(),
+            master_socket.display().to_string(),
+        ];
+        h.proc = Some(Proc::spawn(
+            &format!("haproxy-{k}"),
+            Path::new(haproxy_binary()),
+            &args,
+            &h.log,
+            &[],
+        ));
+        let socket = h.socket.clone();
+        assert!(
+            wait_for(Duration::from_secs(10), || socket.exists()),
+            "HAProxy {k} did not create its socket; see {}",
+            h.log.display()
+        );
+    }
+
+    /// The pid of the HAProxy process answering on `haproxies[k].socket` (`show info`): in
+    /// master-worker mode, the current worker.
+    pub async fn haproxy_worker_pid(&self, k: usize) -> Option<u32> {
+        let info = self.haproxy_endpoint(k).command("show info").await.ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    /// Reloads HAProxy `k` (started by [`Cluster::start_haproxy_master_worker`]) the way
+    /// `systemctl reload haproxy` does, SIGUSR2 to the master, and waits until a new worker
+    /// answers on the admin socket. Returns the new worker's pid.
+    pub async fn reload_haproxy(&self, k: usize) -> u32 {
+        let before = self.haproxy_worker_pid(k).await;
+        let master = self.haproxies[k]
+            .proc
+            .as_ref()
+            .unwrap_or_else(|| panic!("HAProxy {k} is not running"));
+        master.signal(Signal::SIGUSR2);
+        self.wait(Duration::from_secs(10), || async {
+            let now = self.haproxy_worker_pid(k).await?;
+            (Some(now) != before).then_some(now)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "HAProxy {k}: no new worker after SIGUSR2; see {}",
+                self.haproxies[k].log.display()
+            )
+        })
+    }
+
+    /// Kills HAProxy `k`'s master and every worker it forked with SIGKILL (a crash of the whole
+    /// service), and waits until none of them is left, so that nothing old still listens on its
+    /// ports when it starts again.
+    pub fn kill_haproxy_master_worker(&mut self, k: usize) {
+        let Some(mut master) = self.haproxies[k].proc.take() else {
+            return;
+        };
+        let workers = children_of(master.pid());
+        master.kill9();
+        for w in &workers {
+            let _ = kill(*w, Signal::SIGKILL);
+        }
+        assert!(
+            wait_for(Duration::from_secs(5), || workers
+                .iter()
+                .all(|w| !alive(*w))),
+            "HAProxy {k}: workers {workers:?} outlived SIGKILL"
+        );
+    }
+}
+
+/// The live processes whose parent is `parent` (read from `/proc`).
+pub fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid ...": the comm may hold spaces, so split after the last ')'.
+        let mut rest = stat.rsplit_once(") ")?.1.split(' ');
+        let state = rest.next()?;
+        let ppid: i32 = rest.next()?.parse().ok()?;
+        (ppid == parent.as_raw() && state != "Z").then(|| Pid::from_raw(pid))
+    })
+    .collect()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: Pid) -> bool {
+    fs::read_to_string(format!("/proc/{}/stat", pid.as_raw()))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, r)| r.chars().next())
+                .map(|c| c != 'Z' && c != 'X')
+        })
+        .unwrap_or(false)
+}
