@@ -801,8 +801,7 @@ fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
 fn tree_param(query: Option<&str>) -> Result<Option<Tree>, String> {
     match query_param(query, "tree") {
         None => Ok(None),
-        Some(raw) => Tree::parse(&percent_decode(&raw.replace('+', " ")))
-            .map(Some),
+        Some(raw) => Tree::parse(&percent_decode(&raw.replace('+', " "))).map(Some),
     }
 }
 
