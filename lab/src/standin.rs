@@ -129,7 +129,7 @@
 //!   "resumedForeignBuilds", "resumedOwnBuilds", "nodes", "users",
 //!   "globalsLoaded": {"config.xml": "fnv1a64:…", "credentials.xml": "fnv1a64:…", …},
 //!   "globalsStale": ["credentials.xml", …]` (root xml files whose disk content differs from what was
-//!   loaded, new ones, gone ones), `"model": {"reloadBaseMs", "loadPerItemUs", "loadPerBuildEntryUs",
+//!   loaded, new ones, gone ones; until the start-up load ends nothing is loaded, so all are listed), `"model": {"reloadBaseMs", "loadPerItemUs", "loadPerBuildEntryUs",
 //!   "loadThreads", "startDelayMs", "executors", "buildDurationMs", "lastBuildLoadUs",
 //!   "queueSaveDelayMs"` (null when off)`, "tokenStats", "noWrite": […]}`,
 //!   `"lastLoad": {"kind": "startup"|"full-reload", "items", "buildEntries", "modelledMs", "elapsedMs"}`
@@ -1366,7 +1366,8 @@ fn cancel_item(sh: &Arc<Shared>, query: Option<&str>) -> Resp {
         "jenkins-standin {}: queue item {id} ({}) cancelled",
         sh.name, it.job
     );
-    st.left.insert(
+    engine::record_left(
+        &mut st,
         id,
         Left {
             job: it.job,

@@ -158,8 +158,8 @@ pub fn write_start(job_dir: &Path, r: &Record) -> io::Result<bool> {
 
 /// Ends a build on disk: `build.xml` with its result, the last line of the log.
 pub fn write_end(job_dir: &Path, r: &Record) -> io::Result<()> {
+    // A build whose directory was deleted meanwhile fails to save, as in Jenkins (no re-creation).
     let dir = build_dir(job_dir, r.number);
-    fs::create_dir_all(&dir)?;
     write_atomic(&dir.join("build.xml"), build_xml(r).as_bytes())?;
     let result = r.result.as_ref().map(|(s, _)| s.as_str()).unwrap_or("");
     append(&dir.join("log"), &format!("Finished: {result}\n"))

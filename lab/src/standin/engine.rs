@@ -50,6 +50,17 @@ pub fn enqueue(st: &mut State, job: &str, cause: Cause, slot: Option<u64>, now: 
     id
 }
 
+/// How many left items `/queue/item/N/` remembers (Jenkins keeps them for 5 minutes).
+const LEFT_KEPT: usize = 10_000;
+
+/// Remembers a queue item that left the queue (started or cancelled).
+pub fn record_left(st: &mut State, id: u64, left: Left) {
+    st.left.insert(id, left);
+    while st.left.len() > LEFT_KEPT {
+        st.left.pop_first();
+    }
+}
+
 /// Puts loaded queue items in the queue: items of jobs not in memory are dropped, two items of one job
 /// are folded together, ids never go down.
 pub fn adopt_queue(st: &mut State, counter: u64, loaded: Vec<queue::Item>) -> usize {
@@ -120,7 +131,7 @@ pub fn maintain(sh: &Shared, st: &mut State) -> Vec<usize> {
                 "jenkins-standin {}: queue item {} dropped: {job} is no longer in memory",
                 sh.name, it.id
             );
-            st.left.insert(it.id, Left { job, number: None });
+            record_left(st, it.id, Left { job, number: None });
             continue;
         };
         let number = item.next_build.max(1);
@@ -128,7 +139,8 @@ pub fn maintain(sh: &Shared, st: &mut State) -> Vec<usize> {
         item.add_build(number);
         let duration = item.build_duration.unwrap_or(sh.build_duration);
         let it = st.queue.remove(k);
-        st.left.insert(
+        record_left(
+            st,
             it.id,
             Left {
                 job: job.clone(),
