@@ -134,7 +134,8 @@
 //!   "queueSaveDelayMs"` (null when off)`, "tokenStats", "noWrite": […]}`,
 //!   `"lastLoad": {"kind": "startup"|"full-reload", "items", "buildEntries", "modelledMs", "elapsedMs"}`
 //!   (null before the first load ends), and unless `brief=1`,
-//!   `"items": {"A": "desc", "F": "", "F/B": "desc"}}` (the in-memory tree: full name → description).
+//!   `"items": {"A": "desc", "F": "", "F/B": "desc"}}` (the in-memory tree: full name → description;
+//!   empty until the start-up load ends, since the tree is applied at the end of a load).
 //! - `GET /standin/builds` → every build this process started, in start order:
 //!   `[{"job": "F/B", "number", "queueId", "startedMs", "endedMs"` (null while running)`,
 //!   "result"` (null while running)`, "fireSlots": [ms, …], "causes": ["Started by timer", …],
