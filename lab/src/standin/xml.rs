@@ -1,30 +1,102 @@
-//! A tiny, strict-enough XML reader for Jenkins item `config.xml` files.
+//! A tiny, strict-enough XML reader and writer helpers for the Jenkins files the stand-in touches:
+//! item `config.xml`, `build.xml`, `queue.xml`, `users/users.xml`.
 //!
-//! The stand-in only needs two facts from a config file: the name of the root element (which tells a job
-//! from a folder, e.g. `<project>` vs `<com.cloudbees.hudson.plugins.folder.Folder>`) and the text of the
-//! root's direct `<description>` child. This reader walks the whole document and rejects what is not
-//! well-formed (unbalanced tags, several roots, unknown entities, text outside the root), so a
-//! half-written file is reported as bad rather than silently half-read. It never panics.
+//! [`parse`] builds a small DOM (elements, attributes, text) and rejects what is not well-formed
+//! (unbalanced tags, several roots, unknown entities, text outside the root), so a half-written file is
+//! reported as bad rather than silently half-read. It never panics. [`parse_config`] keeps only what the
+//! stand-in needs from an item's `config.xml`.
 
-/// What the stand-in keeps of one `config.xml`.
+/// One element: its name, attributes and content in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub nodes: Vec<Node>,
+}
+
+/// Content of an element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Text(String),
+    Elem(Element),
+}
+
+impl Element {
+    /// The direct child elements.
+    pub fn children(&self) -> impl Iterator<Item = &Element> {
+        self.nodes.iter().filter_map(|n| match n {
+            Node::Elem(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first direct child element with this name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children().find(|e| e.name == name)
+    }
+
+    /// The element at this path of child names, e.g. `["triggers", "hudson.triggers.TimerTrigger"]`.
+    pub fn path(&self, names: &[&str]) -> Option<&Element> {
+        names.iter().try_fold(self, |e, n| e.child(n))
+    }
+
+    /// All the text inside the element, nested elements included, in document order.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        fn walk(e: &Element, out: &mut String) {
+            for n in &e.nodes {
+                match n {
+                    Node::Text(t) => out.push_str(t),
+                    Node::Elem(c) => walk(c, out),
+                }
+            }
+        }
+        walk(self, &mut out);
+        out
+    }
+
+    /// The trimmed text of the child with this name.
+    pub fn child_text(&self, name: &str) -> Option<String> {
+        self.child(name).map(|e| e.text().trim().to_string())
+    }
+}
+
+/// What the stand-in keeps of one item `config.xml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Name of the root element, e.g. `project` or `com.cloudbees.hudson.plugins.folder.Folder`.
     pub root: String,
     /// Unescaped text of the root's first direct `<description>` child; empty when there is none.
     pub description: String,
+    /// `<triggers><hudson.triggers.TimerTrigger><spec>`, trimmed, when present.
+    pub timer_spec: Option<String>,
+    /// The stand-in extension `<standinBuildDuration>` (a humantime duration), when present.
+    pub build_duration: Option<String>,
 }
 
-/// Parses a config file. `Err` carries a short reason for the log.
+/// Parses an item config file. `Err` carries a short reason for the log.
 pub fn parse_config(text: &str) -> Result<Config, String> {
+    let root = parse(text)?;
+    Ok(Config {
+        description: root
+            .child("description")
+            .map(Element::text)
+            .unwrap_or_default(),
+        timer_spec: root
+            .path(&["triggers", "hudson.triggers.TimerTrigger", "spec"])
+            .map(|e| e.text().trim().to_string()),
+        build_duration: root.child_text("standinBuildDuration"),
+        root: root.name,
+    })
+}
+
+/// Parses a whole document into its root element.
+pub fn parse(text: &str) -> Result<Element, String> {
     let s = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut i = 0usize;
-    let mut stack: Vec<&str> = Vec::new();
-    let mut root: Option<String> = None;
-    let mut root_closed = false;
-    let mut description: Option<String> = None;
-    // Some(text so far) while inside the root's first <description>.
-    let mut capturing: Option<String> = None;
+    // Open elements; the last one receives content.
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
 
     loop {
         let rest = &s[i..];
@@ -34,15 +106,13 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
             None => rest,
         };
         if !chardata.is_empty() {
-            if stack.is_empty() {
-                if !chardata.trim().is_empty() {
-                    return Err(format!("text outside the root element at byte {i}"));
+            match stack.last_mut() {
+                None => {
+                    if !chardata.trim().is_empty() {
+                        return Err(format!("text outside the root element at byte {i}"));
+                    }
                 }
-            } else {
-                let text = unescape(chardata)?;
-                if let Some(buf) = capturing.as_mut() {
-                    buf.push_str(&text);
-                }
+                Some(top) => push_text(top, unescape(chardata)?),
             }
         }
         let Some(p) = lt else { break };
@@ -58,16 +128,12 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
             let end = comment.find("-->").ok_or("unterminated comment")?;
             i += 4 + end + 3;
         } else if let Some(cdata) = rest.strip_prefix("<![CDATA[") {
-            if stack.is_empty() {
-                return Err("CDATA outside the root element".into());
-            }
+            let top = stack.last_mut().ok_or("CDATA outside the root element")?;
             let end = cdata.find("]]>").ok_or("unterminated CDATA section")?;
-            if let Some(buf) = capturing.as_mut() {
-                buf.push_str(&cdata[..end]);
-            }
+            push_text(top, cdata[..end].to_string());
             i += 9 + end + 3;
         } else if rest.starts_with("<!") {
-            if root.is_some() {
+            if root.is_some() || !stack.is_empty() {
                 return Err("markup declaration inside the document".into());
             }
             let end = rest.find('>').ok_or("unterminated declaration")?;
@@ -78,17 +144,10 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
             let open = stack
                 .pop()
                 .ok_or_else(|| format!("end tag </{name}> without a start tag"))?;
-            if open != name {
-                return Err(format!("end tag </{name}> does not match <{open}>"));
+            if open.name != name {
+                return Err(format!("end tag </{name}> does not match <{}>", open.name));
             }
-            if stack.len() == 1 {
-                if let Some(buf) = capturing.take() {
-                    description = Some(buf);
-                }
-            }
-            if stack.is_empty() {
-                root_closed = true;
-            }
+            close(&mut stack, &mut root, open);
             i += 2 + end + 1;
         } else {
             // A start tag or an empty-element tag.
@@ -101,43 +160,71 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
                 return Err(format!("bad element name at byte {i}"));
             }
             let tag_end = find_tag_end(&after[name_len..]).ok_or("unterminated start tag")?;
-            let attrs = &after[name_len..name_len + tag_end];
-            let self_closing = attrs.ends_with('/');
-            if stack.is_empty() {
-                if root_closed {
-                    return Err("more than one root element".into());
-                }
-                root = Some(name.to_string());
+            let inner = &after[name_len..name_len + tag_end];
+            let self_closing = inner.ends_with('/');
+            let attrs = parse_attrs(inner.strip_suffix('/').unwrap_or(inner))?;
+            if stack.is_empty() && root.is_some() {
+                return Err("more than one root element".into());
             }
-            let is_description = stack.len() == 1
-                && name == "description"
-                && description.is_none()
-                && capturing.is_none();
+            let elem = Element {
+                name: name.to_string(),
+                attrs,
+                nodes: Vec::new(),
+            };
             if self_closing {
-                if is_description {
-                    description = Some(String::new());
-                }
-                if stack.is_empty() {
-                    root_closed = true;
-                }
+                close(&mut stack, &mut root, elem);
             } else {
-                if is_description {
-                    capturing = Some(String::new());
-                }
-                stack.push(name);
+                stack.push(elem);
             }
             i += 1 + name_len + tag_end + 1;
         }
     }
 
     if let Some(open) = stack.last() {
-        return Err(format!("element <{open}> is not closed"));
+        return Err(format!("element <{}> is not closed", open.name));
     }
-    let root = root.ok_or("no root element")?;
-    Ok(Config {
-        root,
-        description: description.unwrap_or_default(),
-    })
+    root.ok_or_else(|| "no root element".to_string())
+}
+
+fn push_text(top: &mut Element, text: String) {
+    if let Some(Node::Text(t)) = top.nodes.last_mut() {
+        t.push_str(&text);
+    } else {
+        top.nodes.push(Node::Text(text));
+    }
+}
+
+/// Attaches a finished element to its parent, or makes it the root.
+fn close(stack: &mut [Element], root: &mut Option<Element>, elem: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.nodes.push(Node::Elem(elem)),
+        None => *root = Some(elem),
+    }
+}
+
+/// Parses `a="x" b='y'` (what follows the element name in a start tag).
+fn parse_attrs(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=').ok_or("attribute without a value")?;
+        let name = rest[..eq].trim();
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || "<>\"'".contains(c)) {
+            return Err("bad attribute name".into());
+        }
+        let after = rest[eq + 1..].trim_start();
+        let quote = after
+            .chars()
+            .next()
+            .filter(|c| *c == '"' || *c == '\'')
+            .ok_or("attribute value without quotes")?;
+        let close = after[1..]
+            .find(quote)
+            .ok_or("unterminated attribute value")?;
+        out.push((name.to_string(), unescape(&after[1..1 + close])?));
+        rest = after[1 + close + 1..].trim_start();
+    }
+    Ok(out)
 }
 
 /// Index of the `>` closing a start tag, skipping quoted attribute values; `None` if there is none or a
@@ -197,6 +284,21 @@ fn unescape(s: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Escapes text for element content or a double-quoted attribute value.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +313,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.root, "project");
         assert_eq!(c.description, "a <b> & AB");
+        assert_eq!(c.timer_spec, None);
     }
 
     #[test]
@@ -234,6 +337,42 @@ mod tests {
     }
 
     #[test]
+    fn triggers_and_stand_in_elements() {
+        let c = parse_config(
+            "<project><triggers><hudson.triggers.TimerTrigger><spec> @every 3s\n</spec>\
+             </hudson.triggers.TimerTrigger></triggers><standinBuildDuration>2s</standinBuildDuration></project>",
+        )
+        .unwrap();
+        assert_eq!(c.timer_spec.as_deref(), Some("@every 3s"));
+        assert_eq!(c.build_duration.as_deref(), Some("2s"));
+    }
+
+    #[test]
+    fn dom_attributes_and_paths() {
+        let e = parse(
+            "<q><task class=\"a.B\" n='1 &amp; 2'>F/B</task><items><i>1</i><i>2</i></items></q>",
+        )
+        .unwrap();
+        let task = e.child("task").unwrap();
+        assert_eq!(
+            task.attrs,
+            vec![
+                ("class".to_string(), "a.B".to_string()),
+                ("n".to_string(), "1 & 2".to_string())
+            ]
+        );
+        assert_eq!(task.text(), "F/B");
+        let texts: Vec<String> = e
+            .child("items")
+            .unwrap()
+            .children()
+            .map(Element::text)
+            .collect();
+        assert_eq!(texts, ["1", "2"]);
+        assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+    }
+
+    #[test]
     fn bad_documents_are_errors() {
         for bad in [
             "",
@@ -247,6 +386,7 @@ mod tests {
             "<project attr=\"unterminated></project>",
             "<project><!-- never closed </project>",
             "</project>",
+            "<project a=b></project>",
         ] {
             assert!(parse_config(bad).is_err(), "accepted {bad:?}");
         }
