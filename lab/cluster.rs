@@ -152,6 +152,13 @@ impl Drop for Proc {
     }
 }
 
+/// How many times a stand-in's log says it listens (once per start).
+fn listening_lines(log: &Path) -> usize {
+    fs::read_to_string(log)
+        .map(|text| text.matches(" listening on ").count())
+        .unwrap_or(0)
+}
+
 /// How to build a cluster.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -546,6 +553,7 @@ impl Cluster {
         .into();
         let log = self.dir.join(format!("{}-jenkins.log", host.name));
         let (program, args) = host.command(&binaries().join("jenkins-standin"), args);
+        let started_before = listening_lines(&log);
         let proc = Proc::spawn(
             &format!("{}-jenkins", host.name),
             &program,
@@ -554,18 +562,12 @@ impl Cluster {
             &[],
         );
         self.hosts[i].jenkins = Some(proc);
-        let port = self.hosts[i].jenkins_port;
-        // In a namespace, loopback is a forwarder that accepts at once: ask the real address.
-        let ip: std::net::IpAddr = match &self.hosts[i].netns {
-            Some(_) => self.hosts[i].reach_ip.parse().expect("an IP address"),
-            None => std::net::Ipv4Addr::LOCALHOST.into(),
-        };
+        // The stand-in answers 503 while it loads the home (as Jenkins does), and says it listens
+        // once the load is over: a home written after that is not read by its start-up.
         assert!(
-            wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
-                ip, port
-            ))
-            .is_ok()),
-            "stand-in {i} did not listen"
+            wait_for(Duration::from_secs(180), || listening_lines(&log) > started_before),
+            "stand-in {i} did not finish starting\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
         );
     }
 
