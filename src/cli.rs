@@ -203,7 +203,7 @@ fn run(path: &std::path::Path, json_logs: bool) -> ExitCode {
             config.node.name,
             config.peer.name,
             config.node.listen,
-            config.lease_dir.display()
+            config.lease_location()
         );
         let shared = Shared::new(config);
         let node = match Node::start(shared.clone()) {
@@ -311,7 +311,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         config.node.name,
         config.peer.name,
         config.haproxy.sockets.len(),
-        config.lease_dir.display()
+        config.lease_location()
     );
     ExitCode::SUCCESS
 }

@@ -55,6 +55,10 @@ pub enum LeaseError {
     Stuck,
     #[error("the storage call failed: {0}")]
     Join(String),
+    /// An etcd call failed: the endpoint(s) tried and why (`http://10.0.0.10:2379: deadline
+    /// exceeded (no quorum?)`).
+    #[error("etcd {0}")]
+    Etcd(String),
 }
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> LeaseError {
@@ -162,6 +166,10 @@ pub trait Lease: Send + Sync + 'static {
     fn history(&self, limit: usize) -> Result<Vec<TermFile>, LeaseError>;
     /// Sets or clears the cluster-wide pause flag.
     fn set_paused(&self, paused: bool, by: &str) -> Result<(), LeaseError>;
+    /// Asks the store to notify `wake` as soon as the lease changes (a release, a new term, an
+    /// expiry), so that the loop decides at once instead of at its next tick. A store that cannot
+    /// push changes keeps this default and is simply read every tick (and peeked at between them).
+    fn subscribe(&self, _wake: Arc<tokio::sync::Notify>) {}
 }
 
 /// The lease as files in a directory on the shared storage.

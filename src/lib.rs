@@ -12,6 +12,7 @@ pub mod http_client;
 pub mod jenkins;
 pub mod jenkins_control;
 pub mod lease;
+pub mod lease_etcd;
 pub mod manual;
 pub mod metrics;
 pub mod node;

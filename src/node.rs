@@ -18,7 +18,7 @@ use crate::decide::{
 };
 use crate::haproxy::WriteOrder;
 use crate::jenkins_control::{JenkinsControl, JenkinsGoal, JenkinsState};
-use crate::lease::{FileLease, LeaseIo, LeaseSnapshot, TermFile, TermRecord};
+use crate::lease::{FileLease, Lease, LeaseIo, LeaseSnapshot, TermFile, TermRecord};
 use crate::peer::PeerLink;
 use crate::routing::{RouteGoal, Routing, RoutingState};
 use crate::status::{ClusterStatus, LeaseStatus, NodeStatus};
@@ -328,6 +328,11 @@ impl Shared {
             &mut lines,
         );
         restart("lease.dir", old.lease_dir != new.lease_dir, &mut lines);
+        restart(
+            "lease.backend / lease.etcd",
+            old.lease_etcd != new.lease_etcd,
+            &mut lines,
+        );
         restart("timing", old.timing != new.timing, &mut lines);
         restart(
             "watch",
@@ -378,20 +383,33 @@ impl Node {
     /// Opens the lease and starts the adapter tasks. Errors are start-up failures.
     pub fn start(shared: Arc<Shared>) -> Result<Node, String> {
         let config = &shared.config;
-        // Never create a lease on a bare mount point: with the shared storage unmounted, a lease
-        // made here would be a second, private truth and could let two nodes claim term 1.
-        if !config.lease_dir.is_dir() && !config.jenkins.home.join("config.xml").is_file() {
-            return Err(format!(
-                "lease.dir {} does not exist and jenkins.home {} holds no config.xml: is the shared \
-                 JENKINS_HOME mounted? (refusing to create a lease outside it)",
-                config.lease_dir.display(),
-                config.jenkins.home.display()
-            ));
-        }
-        let lease = FileLease::open(&config.lease_dir)
-            .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?;
         let deadline = config.timing.interval.max(Duration::from_millis(200));
-        let lease = LeaseIo::new(Arc::new(lease), deadline);
+        let lease: Arc<dyn Lease> = match &config.lease_etcd {
+            Some(etcd) => Arc::new(crate::lease_etcd::EtcdLease::new(
+                etcd,
+                config.timing.lease_timeout,
+                crate::lease_etcd::call_budget(deadline),
+            )?),
+            None => {
+                // Never create a lease on a bare mount point: with the shared storage unmounted, a lease
+                // made here would be a second, private truth and could let two nodes claim term 1.
+                if !config.lease_dir.is_dir() && !config.jenkins.home.join("config.xml").is_file() {
+                    return Err(format!(
+                        "lease.dir {} does not exist and jenkins.home {} holds no config.xml: is the shared \
+                         JENKINS_HOME mounted? (refusing to create a lease outside it)",
+                        config.lease_dir.display(),
+                        config.jenkins.home.display()
+                    ));
+                }
+                Arc::new(
+                    FileLease::open(&config.lease_dir)
+                        .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?,
+                )
+            }
+        };
+        // A store that pushes changes (etcd's watch) wakes the loop at once.
+        lease.subscribe(shared.wake.clone());
+        let lease = LeaseIo::new(lease, deadline);
         let _ = shared.lease.set(lease.clone());
 
         let control = JenkinsControl::new(

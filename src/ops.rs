@@ -206,10 +206,19 @@ fn time_of(ms: u64) -> String {
 
 /// The past terms, newest first, from the term files.
 pub fn history(config: &Config, limit: usize) -> Result<Vec<HistoryRow>, String> {
-    let lease = FileLease::open(&config.lease_dir).map_err(|e| format!("lease.dir: {e}"))?;
-    let files = lease
+    let files = match &config.lease_etcd {
+        Some(etcd) => crate::lease_etcd::EtcdLease::new(
+            etcd,
+            config.timing.lease_timeout,
+            crate::lease_etcd::CLI_BUDGET,
+        )?
         .history(limit + 1)
-        .map_err(|e| format!("lease.dir: {e}"))?;
+        .map_err(|e| format!("lease.etcd: {e}"))?,
+        None => FileLease::open(&config.lease_dir)
+            .map_err(|e| format!("lease.dir: {e}"))?
+            .history(limit + 1)
+            .map_err(|e| format!("lease.dir: {e}"))?,
+    };
     let mut rows = Vec::new();
     for (i, file) in files.iter().enumerate().take(limit) {
         // Files are newest first: the one before this in the list is the term that followed.
