@@ -17,8 +17,8 @@
 //! The term is the fencing token and only grows. The claim of term N+1 is one transaction that
 //! succeeds only if no term ≥ N+1 exists and the leader key is either absent (expired, or never
 //! set) or is the exact revision this node just read and found to be term N `released`, handed
-//! over to this node, or attached to no etcd lease (so kept alive by nobody: not written by a
-//! holder). A renewal (and a release or hand-over) is one transaction guarded on the leader key
+//! over to this node, attached to no etcd lease (kept alive by nobody: not written by a holder),
+//! or attached to this process's own etcd lease (its core claims only once it holds no term). A renewal (and a release or hand-over) is one transaction guarded on the leader key
 //! still being attached to this node's etcd lease, preceded by a keep-alive of that lease: a stale
 //! holder can never overwrite a newer leader, and a renewal that fails or times out is an error.
 //!
@@ -498,7 +498,12 @@ impl Inner {
         let guard = match leader.kvs().first() {
             None => Compare::create_revision(keys.leader.clone(), CompareOp::Equal, 0),
             Some(kv) => {
+                // Our own key, from this process: the core claims only once it holds no term,
+                // so it no longer acts on that one (a holder that fenced itself while etcd had
+                // no quorum, whose etcd lease the new raft leader renewed).
+                let own = lock(&self.held).is_some_and(|h| h.lease == kv.lease());
                 let replaceable = kv.lease() == 0
+                    || own
                     || match serde_json::from_slice::<TermRecord>(kv.value()) {
                         Ok(r) => {
                             r.term + 1 == term
