@@ -533,7 +533,7 @@ impl Validator<'_> {
             Some(d) => self.resolve(d),
             None => home.join(".jenkins-ha"),
         };
-        let lease_etcd = self.validate_lease_backend(&raw.lease)?;
+        let lease_etcd = self.validate_lease_backend(&raw.lease, &mut warnings)?;
 
         let t = &raw.timing;
         let durations = [
@@ -683,18 +683,23 @@ impl Validator<'_> {
     }
 
     /// `lease.backend` and `lease.etcd`: the etcd settings for `backend: etcd`, `None` for files.
-    /// `lease.dir` and `lease.etcd` exclude each other, so nobody believes a lease is in a
-    /// directory while it is in etcd (or the other way round).
+    /// Each backend ignores the other's settings with a warning (`lease.etcd` under `backend:
+    /// file`, `lease.dir` under `backend: etcd`), so that switching backends is one key, and
+    /// check-config and the start-up log say what is not used.
     fn validate_lease_backend(
         &self,
         raw: &RawLease,
+        warnings: &mut Vec<String>,
     ) -> Result<Option<crate::lease_etcd::EtcdSettings>, ConfigError> {
         let etcd = match (raw.backend, &raw.etcd) {
             (LeaseBackend::File, None) => return Ok(None),
-            (LeaseBackend::File, Some(_)) => return Err(self.err(
-                "lease.etcd",
-                "is set but lease.backend is file; set lease.backend: etcd, or remove lease.etcd",
-            )),
+            (LeaseBackend::File, Some(_)) => {
+                warnings.push(
+                    "lease.etcd is ignored: lease.backend is file (the lease is in lease.dir)"
+                        .into(),
+                );
+                return Ok(None);
+            }
             (LeaseBackend::Etcd, None) => {
                 return Err(self.err(
                     "lease.backend",
@@ -704,10 +709,8 @@ impl Validator<'_> {
             (LeaseBackend::Etcd, Some(etcd)) => etcd,
         };
         if raw.dir.is_some() {
-            return Err(self.err(
-                "lease.dir",
-                "is for the file backend; with lease.backend: etcd the lease is in etcd: remove lease.dir",
-            ));
+            warnings
+                .push("lease.dir is ignored: lease.backend is etcd (the lease is in etcd)".into());
         }
         if etcd.endpoints.is_empty() {
             return Err(self.err("lease.etcd.endpoints", "must list at least one endpoint"));
@@ -1246,22 +1249,64 @@ mod tests {
         assert!(s.parse(&s.yaml("")).unwrap().lease_etcd.is_none());
 
         let cases = [
-            (etcd("    endpoints: []\n    prefix: /x\n"), "lease.etcd.endpoints", Some(17)),
-            (etcd("    endpoints: [\"10.0.0.10:2379\"]\n    prefix: /x\n"), "lease.etcd.endpoints", Some(17)),
-            (etcd("    endpoints: [\"http://h\"]\n    prefix: /x\n"), "lease.etcd.endpoints", Some(17)),
-            (etcd("    endpoints: [\"http://h:1\", \"https://i:1\"]\n    prefix: /x\n"), "lease.etcd.endpoints", Some(17)),
-            (etcd("    endpoints: [\"http://h:1\"]\n    prefix: x\n"), "lease.etcd.prefix", Some(18)),
-            (etcd("    endpoints: [\"http://h:1\"]\n    prefix: /\n"), "lease.etcd.prefix", Some(18)),
-            (etcd("    endpoints: [\"https://h:1\"]\n    prefix: /x\n"), "lease.etcd.ca_file", None),
-            (etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    user: root\n"), "lease.etcd.user", Some(19)),
-            (etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    passwd: x\n"), "lease.etcd.passwd", Some(19)),
-            (etcd("    endpoints: [\"http://h:1\"]\n"), "lease.etcd.prefix", Some(16)),
-            (s.yaml("lease:\n  backend: etcd\n"), "lease.backend", Some(15)),
-            (s.yaml("lease:\n  backend: consul\n"), "lease.backend", Some(15)),
-            (s.yaml("lease:\n  etcd:\n    endpoints: [\"http://h:1\"]\n    prefix: /x\n"), "lease.etcd", Some(15)),
             (
-                s.yaml("lease:\n  dir: /srv/lease\n  backend: etcd\n  etcd:\n    endpoints: [\"http://h:1\"]\n    prefix: /x\n"),
-                "lease.dir",
+                etcd("    endpoints: []\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"10.0.0.10:2379\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\", \"https://i:1\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: x\n"),
+                "lease.etcd.prefix",
+                Some(18),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /\n"),
+                "lease.etcd.prefix",
+                Some(18),
+            ),
+            (
+                etcd("    endpoints: [\"https://h:1\"]\n    prefix: /x\n"),
+                "lease.etcd.ca_file",
+                None,
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    user: root\n"),
+                "lease.etcd.user",
+                Some(19),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    passwd: x\n"),
+                "lease.etcd.passwd",
+                Some(19),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n"),
+                "lease.etcd.prefix",
+                Some(16),
+            ),
+            (
+                s.yaml("lease:\n  backend: etcd\n"),
+                "lease.backend",
+                Some(15),
+            ),
+            (
+                s.yaml("lease:\n  backend: consul\n"),
+                "lease.backend",
                 Some(15),
             ),
         ];
@@ -1271,6 +1316,22 @@ mod tests {
             assert_eq!(e.line, line, "{e}");
             assert!(!e.to_string().contains('\n'), "{e}");
         }
+
+        // Each backend ignores the other's settings, and says so: switching is one key.
+        let both = "lease:\n  dir: /srv/lease\n  backend: BACKEND\n  etcd:\n    endpoints: [\"http://h:1\"]\n    prefix: /x\n";
+        let on_etcd = s.parse(&s.yaml(&both.replace("BACKEND", "etcd"))).unwrap();
+        assert!(on_etcd.lease_etcd.is_some());
+        assert_eq!(
+            on_etcd.warnings,
+            ["lease.dir is ignored: lease.backend is etcd (the lease is in etcd)"]
+        );
+        let on_files = s.parse(&s.yaml(&both.replace("BACKEND", "file"))).unwrap();
+        assert!(on_files.lease_etcd.is_none());
+        assert_eq!(on_files.lease_dir, Path::new("/srv/lease"));
+        assert_eq!(
+            on_files.warnings,
+            ["lease.etcd is ignored: lease.backend is file (the lease is in lease.dir)"]
+        );
     }
 
     #[test]
