@@ -25,14 +25,26 @@ pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Plain-HTTP `/metrics` and `/health`, also when clients must use TLS.
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    scheme: &'static str,
     child: Option<Child>,
+}
+
+/// Client TLS for every member: its certificate and key, and the CA its clients must present
+/// certificates from (`--client-cert-auth`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
 }
 
 impl Member {
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 
     fn pid(&self) -> Option<Pid> {
@@ -46,6 +58,7 @@ pub struct EtcdCluster {
     pub members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<ServerTls>,
 }
 
 fn free_port() -> u16 {
@@ -74,6 +87,11 @@ fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader and answers.
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, None)
+    }
+
+    /// Like [`EtcdCluster::start`], with clients on https:// and client certificates required.
+    pub fn start_with(n: usize, tls: Option<ServerTls>) -> EtcdCluster {
         assert!(
             Path::new(ETCD).is_file(),
             "{ETCD} is missing: run scripts/install-deps (Debian's etcd-server)"
@@ -87,6 +105,8 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
+                scheme: if tls.is_some() { "https" } else { "http" },
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,
@@ -107,6 +127,7 @@ impl EtcdCluster {
             members,
             initial_cluster,
             token,
+            tls,
         };
         for i in 0..n {
             c.spawn(i);
@@ -127,14 +148,26 @@ impl EtcdCluster {
             .open(&m.log)
             .expect("open etcd log");
         let err = log.try_clone().expect("clone log");
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = m.endpoint();
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(ETCD)
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
+        let mut cmd = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.client_ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial_cluster])
@@ -188,7 +221,7 @@ impl EtcdCluster {
     pub fn is_leader(&self, i: usize) -> bool {
         self.members[i].child.is_some()
             && http_get(
-                self.members[i].client_port,
+                self.members[i].metrics_port,
                 "/metrics",
                 Duration::from_millis(500),
             )
@@ -206,7 +239,7 @@ impl EtcdCluster {
         while start.elapsed() < timeout {
             let healthy = self.members.iter().any(|m| {
                 m.child.is_some()
-                    && http_get(m.client_port, "/health", Duration::from_millis(500))
+                    && http_get(m.metrics_port, "/health", Duration::from_millis(500))
                         .is_some_and(|b| b.contains("\"health\":\"true\""))
             });
             if healthy && self.leader().is_some() {

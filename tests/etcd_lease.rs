@@ -455,3 +455,158 @@ fn the_lease_survives_a_restart_of_every_member() {
     let h = fresh.history(10).unwrap();
     assert!(matches!(&h[1], TermFile::Valid(r) if r.term == 1 && r.released && r.counter == 7));
 }
+
+/// Runs openssl in `dir`; panics with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, signed by the CA.
+fn make_certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=lab-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (key, csr, crt, ext) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.crt"),
+            format!("{who}.ext"),
+        );
+        let subject = format!("/CN={who}");
+        let mut req = vec!["req", "-subj", subject.as_str()];
+        req.extend(ec);
+        req.extend(["-keyout", key.as_str(), "-out", csr.as_str()]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &ext,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    let _serial = serial();
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let file = |name: &str| certs.path().join(name);
+    let read = |name: &str| std::fs::read_to_string(file(name)).unwrap();
+    let c = EtcdCluster::start_with(
+        1,
+        Some(etcd::ServerTls {
+            cert: file("server.crt"),
+            key: file("server.key"),
+            client_ca: file("ca.crt"),
+        }),
+    );
+    assert!(c.endpoints()[0].starts_with("https://"));
+    let mut s = settings(&c, "/tls");
+    s.ca_pem = Some(read("ca.crt"));
+    s.identity = Some((
+        read("client.crt"),
+        jenkins_ha::config::Secret::new(read("client.key")),
+    ));
+    let l = EtcdLease::new(&s, LEASE_TIMEOUT, call_budget(DEADLINE)).unwrap();
+    assert!(l.claim(&record(1, "a", 0)).unwrap());
+    l.write(&record(1, "a", 1)).unwrap();
+    assert_eq!(newest(&l).counter, 1);
+
+    // Without a client certificate the member refuses the connection: a one-line error.
+    s.identity = None;
+    let anonymous = EtcdLease::new(&s, LEASE_TIMEOUT, call_budget(DEADLINE)).unwrap();
+    let e = anonymous.observe().unwrap_err();
+    let line = e.to_string();
+    assert!(
+        line.starts_with(&format!("etcd {}", c.endpoints()[0])),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+}
+
+#[test]
+fn etcd_authentication_with_a_user_and_password() {
+    let _serial = serial();
+    let c = EtcdCluster::start(1);
+    let endpoints = c.endpoints();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use etcd_client::{Client, Permission};
+        let mut admin = Client::connect(&endpoints, None).await.unwrap();
+        admin.user_add("root", "r00t-pw", None).await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.role_add("jenkins-ha").await.unwrap();
+        admin
+            .role_grant_permission("jenkins-ha", Permission::read_write("/auth").with_prefix())
+            .await
+            .unwrap();
+        admin
+            .user_add("jenkins-ha", "s3cret-pw", None)
+            .await
+            .unwrap();
+        admin
+            .user_grant_role("jenkins-ha", "jenkins-ha")
+            .await
+            .unwrap();
+        admin.auth_enable().await.unwrap();
+    });
+    let with = |password: &str| {
+        let mut s = settings(&c, "/auth");
+        s.user = Some((
+            "jenkins-ha".into(),
+            jenkins_ha::config::Secret::new(password),
+        ));
+        EtcdLease::new(&s, LEASE_TIMEOUT, call_budget(DEADLINE)).unwrap()
+    };
+    let a = with("s3cret-pw");
+    assert!(a.claim(&record(1, "a", 0)).unwrap());
+    a.write(&record(1, "a", 1)).unwrap();
+    a.set_paused(true, "ops").unwrap();
+    assert!(a.observe().unwrap().paused);
+
+    let e = with("wrong-pw").observe().unwrap_err();
+    let line = e.to_string();
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(!line.contains("wrong-pw") && !line.contains('\n'), "{line}");
+    // Without a user, etcd refuses too.
+    let e = lease(&c, "/auth").observe().unwrap_err();
+    assert!(matches!(e, LeaseError::Etcd(_)), "{e}");
+}
