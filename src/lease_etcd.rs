@@ -675,24 +675,25 @@ impl Inner {
         loop {
             let i = self.preferred.load(Ordering::Relaxed) % n;
             let key = self.keys.leader.clone();
-            let opened = tokio::time::timeout(self.budget.max(Duration::from_secs(1)), async {
+            let patience = self.budget.max(Duration::from_secs(1));
+            let opened = tokio::time::timeout(patience, async {
                 let mut client = self.client(i).await?;
-                client.watch(key, None).await.map_err(failure)
+                let stream = client.watch(key.clone(), None).await.map_err(failure)?;
+                Ok::<_, Failure>((client, stream))
             })
             .await;
-            if let Ok(Ok(mut stream)) = opened {
+            if let Ok(Ok((mut client, mut stream))) = opened {
                 if !first {
                     // Changes may have been missed while reconnecting.
                     wake.notify_one();
                 }
                 first = false;
-                let mut heard = Instant::now();
                 let mut probe = tokio::time::interval(Duration::from_secs(1));
+                probe.tick().await;
                 loop {
                     tokio::select! {
                         message = stream.message() => match message {
                             Ok(Some(resp)) => {
-                                heard = Instant::now();
                                 if resp.canceled() {
                                     break;
                                 }
@@ -708,12 +709,11 @@ impl Inner {
                             _ => break,
                         },
                         _ = probe.tick() => {
-                            // A member that does not answer a progress request is stopped or
-                            // cut off: a silent watch would never wake anyone.
-                            if heard.elapsed() > Duration::from_secs(3) {
-                                break;
-                            }
-                            if stream.request_progress().await.is_err() {
+                            // A stopped or cut-off member keeps a watch open and silent, which
+                            // would never wake anyone: read through the same connection every
+                            // second (linearizable, so a member without a leader fails it too).
+                            let read = tokio::time::timeout(patience, client.get(key.clone(), None)).await;
+                            if !matches!(read, Ok(Ok(_))) {
                                 break;
                             }
                         }

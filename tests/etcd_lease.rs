@@ -277,11 +277,14 @@ fn the_watch_wakes_a_standby_at_once_and_the_holder_only_for_others() {
         }
     }
     assert!(live, "the standby's watch never fired\n{}", c.logs());
-    // The holder's own renewals do not wake it (its loop would spin).
+    // The holder's own renewals do not wake it (its loop would spin), and a quiet watch stays
+    // quiet (it checks its member with progress requests, and does not reconnect needlessly).
     let _ = woken(&a_wake, Duration::from_millis(300));
-    counter += 1;
-    a.write(&record(1, "a", counter)).unwrap();
-    assert_eq!(woken(&a_wake, Duration::from_millis(500)), None);
+    for _ in 0..8 {
+        counter += 1;
+        a.write(&record(1, "a", counter)).unwrap();
+        assert_eq!(woken(&a_wake, Duration::from_millis(500)), None);
+    }
     assert!(woken(&b_wake, Duration::from_secs(1)).is_some(), "renewal");
 
     // A release wakes the standby at once.
@@ -352,9 +355,29 @@ fn calls_carry_on_when_the_raft_leader_dies_or_a_member_freezes() {
     let a_peek = renew_for(&a, 1, &mut counter, Duration::from_millis(500), t0);
     assert!(a_peek.iter().all(|(_, _, r)| r.is_ok()), "{a_peek:?}");
     let frozen = c.leader().expect("a leader");
+    // A standby whose watch runs through the member about to freeze (its first endpoint).
+    let mut s = settings(&c, "/faults");
+    s.endpoints.rotate_left(frozen);
+    let b = EtcdLease::new(&s, LEASE_TIMEOUT, call_budget(DEADLINE)).unwrap();
+    let b_wake = Arc::new(Notify::new());
+    b.subscribe(b_wake.clone());
+    let watching = (0..20).any(|_| {
+        counter += 1;
+        a.write(&record(1, "a", counter)).unwrap();
+        woken(&b_wake, Duration::from_millis(200)).is_some()
+    });
+    assert!(watching, "the standby's watch never started");
     let t1 = Instant::now();
     c.stop(frozen);
     let calls = renew_for(&a, 1, &mut counter, Duration::from_secs(6), t1);
+    // By now the standby's watch has left a frozen member: a renewal still wakes it.
+    let _ = woken(&b_wake, Duration::from_millis(100));
+    counter += 1;
+    a.write(&record(1, "a", counter)).unwrap();
+    assert!(
+        woken(&b_wake, Duration::from_secs(2)).is_some(),
+        "the watch stayed on the frozen member"
+    );
     c.cont(frozen);
     let failed: Vec<_> = calls.iter().filter(|(_, _, r)| r.is_err()).collect();
     for (at, took, r) in &calls {
