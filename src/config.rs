@@ -582,6 +582,15 @@ impl Validator<'_> {
             rise: t.rise,
             lease_timeout: t.lease_timeout,
         };
+        let trusted = t.lease_timeout.saturating_sub(timing.margin());
+        if lease_etcd.is_some() && trusted < Duration::from_secs(3) {
+            warnings.push(format!(
+                "timing.lease_timeout {} leaves the holder {} between renewals: an etcd leader \
+                 election (1-2 s with etcd's default timings) can make it step down; 5s or more is safer",
+                show(t.lease_timeout),
+                show(trusted)
+            ));
+        }
 
         if raw.watch.poll_interval < Duration::from_millis(10) {
             return Err(self.err("watch.poll_interval", "must be at least 10ms"));
@@ -1324,6 +1333,17 @@ mod tests {
         assert_eq!(
             on_etcd.warnings,
             ["lease.dir is ignored: lease.backend is etcd (the lease is in etcd)"]
+        );
+        let short = format!(
+            "{}timing:\n  interval: 1s\n  lease_timeout: 4s\n",
+            both.replace("BACKEND", "etcd")
+                .replace("  dir: /srv/lease\n", "")
+        );
+        let short = s.parse(&s.yaml(&short)).unwrap();
+        assert!(
+            short.warnings.len() == 1 && short.warnings[0].contains("etcd leader election"),
+            "{:?}",
+            short.warnings
         );
         let on_files = s.parse(&s.yaml(&both.replace("BACKEND", "file"))).unwrap();
         assert!(on_files.lease_etcd.is_none());
