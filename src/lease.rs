@@ -1,8 +1,8 @@
 //! The lease on shared storage: one file per term, won by exclusive create, renewed by its single
 //! writer with temp file + fsync + rename, and observed by re-opening it every interval.
 //!
-//! [`Lease`] is the small synchronous trait the loop needs (an etcd backend could implement it
-//! later); [`FileLease`] implements it on a directory of the shared JENKINS_HOME. Storage can hang
+//! [`Lease`] is the small synchronous trait the loop needs; [`FileLease`] implements it on a
+//! directory of the shared JENKINS_HOME, [`crate::lease_etcd::EtcdLease`] in an etcd cluster. Storage can hang
 //! (a hard-mounted NFS that lost its server), so the loop never calls it directly: [`LeaseIo`] runs
 //! every call on a blocking thread with a deadline, and refuses new calls while one is stuck.
 
