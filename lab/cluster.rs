@@ -193,6 +193,8 @@ pub struct Spec {
     /// jenkins02 its `backup`, nothing `disabled`. Meant for [`Cluster::prepare`], without
     /// sidecars (see [`Cluster::write_manual_haproxy_cfg`]).
     pub manual_haproxy: bool,
+    /// `lease.backend: etcd` with these endpoints and this prefix instead of the term files.
+    pub etcd_lease: Option<(Vec<String>, String)>,
 }
 
 impl Default for Spec {
@@ -213,6 +215,7 @@ impl Default for Spec {
             netns_host1: false,
             folder_jobs: 0,
             manual_haproxy: false,
+            etcd_lease: None,
         }
     }
 }
@@ -493,7 +496,7 @@ impl Cluster {
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
              home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
-             lease:\n  dir: {shared}/.jenkins-ha\n\
+             {lease_section}\
              timing:\n  interval: {interval}ms\n  fall: {fall}\n  lease_timeout: {lease}ms\n\
              haproxy:\n  sockets: [{sockets}]\n  backends: [jenkins_http, jenkins_agent]\n{extra}",
             name = me.name,
@@ -506,7 +509,13 @@ impl Cluster {
             jport = me.jenkins_port,
             user = JENKINS_USER,
             home = me.home.display(),
-            shared = me.home.display(),
+            lease_section = match &self.spec.etcd_lease {
+                Some((endpoints, prefix)) => format!(
+                    "lease:\n  backend: etcd\n  etcd:\n    endpoints: [{}]\n    prefix: {prefix}\n",
+                    endpoints.join(", ")
+                ),
+                None => format!("lease:\n  dir: {}/.jenkins-ha\n", me.home.display()),
+            },
             interval = self.spec.interval.as_millis(),
             fall = self.spec.fall,
             lease = self.spec.lease_timeout.as_millis(),
@@ -565,7 +574,8 @@ impl Cluster {
         // The stand-in answers 503 while it loads the home (as Jenkins does), and says it listens
         // once the load is over: a home written after that is not read by its start-up.
         assert!(
-            wait_for(Duration::from_secs(180), || listening_lines(&log) > started_before),
+            wait_for(Duration::from_secs(180), || listening_lines(&log)
+                > started_before),
             "stand-in {i} did not finish starting\n{}",
             fs::read_to_string(&log).unwrap_or_default()
         );

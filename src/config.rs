@@ -51,25 +51,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A secret read from a file. Its `Debug` and `Display` are redacted so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself: only for putting on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 // ---- The file as written (serde), before validation ----
 
@@ -139,6 +121,36 @@ struct RawJenkins {
 struct RawLease {
     #[serde(default)]
     dir: Option<PathBuf>,
+    #[serde(default)]
+    backend: LeaseBackend,
+    #[serde(default)]
+    etcd: Option<RawEtcd>,
+}
+
+/// Where the lease lives: term files in `lease.dir`, or an etcd cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseBackend {
+    #[default]
+    File,
+    Etcd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    endpoints: Vec<String>,
+    prefix: String,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +259,9 @@ pub struct Config {
     pub lease_dir: PathBuf,
     /// The line of `jenkins.home` in the file, for [`Config::check_home`]'s error.
     pub home_line: Option<usize>,
+    /// `lease.backend: etcd`: the cluster holding the lease (`lease_dir` is then unused by the
+    /// lease; the watcher still skips it).
+    pub lease_etcd: Option<crate::io::lease_etcd::EtcdSettings>,
     pub timing: Timing,
     pub watch: WatchConfig,
     pub haproxy: HaproxyConfig,
@@ -550,6 +565,7 @@ impl Validator<'_> {
             Some(d) => self.resolve(d),
             None => home.join(".jenkins-ha"),
         };
+        let lease_etcd = self.validate_lease_backend(&raw.lease, &mut warnings)?;
 
         let t = &raw.timing;
         let durations = [
@@ -598,6 +614,15 @@ impl Validator<'_> {
             rise: t.rise,
             lease_timeout: t.lease_timeout,
         };
+        let trusted = t.lease_timeout.saturating_sub(timing.margin());
+        if lease_etcd.is_some() && trusted < Duration::from_secs(3) {
+            warnings.push(format!(
+                "timing.lease_timeout {} leaves the holder {} between renewals: an etcd leader \
+                 election (1-2 s with etcd's default timings) can make it step down; 5s or more is safer",
+                show(t.lease_timeout),
+                show(trusted)
+            ));
+        }
 
         if raw.watch.poll_interval < Duration::from_millis(10) {
             return Err(self.err("watch.poll_interval", "must be at least 10ms"));
@@ -679,6 +704,7 @@ impl Validator<'_> {
             },
             lease_dir,
             home_line: locate(self.text, "jenkins.home"),
+            lease_etcd,
             timing,
             watch: WatchConfig {
                 mode: raw.watch.mode,
@@ -692,6 +718,210 @@ impl Validator<'_> {
             },
             warnings,
         })
+    }
+
+    /// `lease.backend` and `lease.etcd`: the etcd settings for `backend: etcd`, `None` for files.
+    /// Each backend ignores the other's settings with a warning (`lease.etcd` under `backend:
+    /// file`, `lease.dir` under `backend: etcd`), so that switching backends is one key, and
+    /// check-config and the start-up log say what is not used.
+    fn validate_lease_backend(
+        &self,
+        raw: &RawLease,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<crate::io::lease_etcd::EtcdSettings>, ConfigError> {
+        let etcd = match (raw.backend, &raw.etcd) {
+            (LeaseBackend::File, None) => return Ok(None),
+            (LeaseBackend::File, Some(_)) => {
+                warnings.push(
+                    "lease.etcd is ignored: lease.backend is file (the lease is in lease.dir)"
+                        .into(),
+                );
+                return Ok(None);
+            }
+            (LeaseBackend::Etcd, None) => {
+                return Err(self.err(
+                    "lease.backend",
+                    "is etcd but lease.etcd is missing (endpoints and prefix)",
+                ))
+            }
+            (LeaseBackend::Etcd, Some(etcd)) => etcd,
+        };
+        if raw.dir.is_some() {
+            warnings
+                .push("lease.dir is ignored: lease.backend is etcd (the lease is in etcd)".into());
+        }
+        if etcd.endpoints.is_empty() {
+            return Err(self.err("lease.etcd.endpoints", "must list at least one endpoint"));
+        }
+        let mut endpoints = Vec::new();
+        let mut schemes = Vec::new();
+        for e in &etcd.endpoints {
+            let parsed: hyper::Uri = e.parse().map_err(|err| {
+                self.err("lease.etcd.endpoints", format!("{e:?} is not a URL: {err}"))
+            })?;
+            let scheme = match parsed.scheme_str() {
+                Some(s @ ("http" | "https")) => s.to_string(),
+                _ => {
+                    return Err(self.err(
+                        "lease.etcd.endpoints",
+                        format!("{e:?} must start with http:// or https://"),
+                    ))
+                }
+            };
+            if parsed.host().is_none_or(|h| h.is_empty()) || parsed.port().is_none() {
+                return Err(self.err(
+                    "lease.etcd.endpoints",
+                    format!("{e:?} must name a host and a port (http://10.0.0.10:2379)"),
+                ));
+            }
+            if parsed.path() != "/" || parsed.query().is_some() {
+                return Err(self.err(
+                    "lease.etcd.endpoints",
+                    format!("{e:?} must be scheme://host:port, without a path"),
+                ));
+            }
+            let normal = format!(
+                "{scheme}://{}",
+                parsed.authority().map(|a| a.as_str()).unwrap_or("")
+            );
+            if endpoints.contains(&normal) {
+                return Err(self.err("lease.etcd.endpoints", format!("{e:?} is listed twice")));
+            }
+            endpoints.push(normal);
+            schemes.push(scheme);
+        }
+        let https = schemes.iter().all(|s| s == "https");
+        if !https && schemes.iter().any(|s| s == "https") {
+            return Err(self.err(
+                "lease.etcd.endpoints",
+                "mixes http:// and https://; the members of one cluster use one scheme",
+            ));
+        }
+        let prefix = etcd.prefix.trim_end_matches('/');
+        if !etcd.prefix.starts_with('/') || prefix.is_empty() {
+            return Err(self.err(
+                "lease.etcd.prefix",
+                format!(
+                    "{:?} must start with / and name this cluster (/jenkins-ha/ci-main)",
+                    etcd.prefix
+                ),
+            ));
+        }
+        if prefix.contains(|c: char| c.is_control() || c.is_whitespace()) {
+            return Err(self.err(
+                "lease.etcd.prefix",
+                format!(
+                    "{:?} must not contain spaces or control characters",
+                    etcd.prefix
+                ),
+            ));
+        }
+        let tls_files =
+            etcd.ca_file.is_some() || etcd.cert_file.is_some() || etcd.key_file.is_some();
+        if tls_files && !https {
+            return Err(self.err(
+                "lease.etcd.endpoints",
+                "must be https:// when lease.etcd.ca_file, cert_file or key_file is set",
+            ));
+        }
+        let ca_pem = match &etcd.ca_file {
+            Some(f) => Some(self.read_pem("lease.etcd.ca_file", f, false)?.expose().to_string()),
+            None if https => {
+                return Err(self.err(
+                    "lease.etcd.ca_file",
+                    "is required with https:// endpoints: the CA that signed the etcd members' certificates",
+                ))
+            }
+            None => None,
+        };
+        let identity = match (&etcd.cert_file, &etcd.key_file) {
+            (Some(cert), Some(key)) => Some((
+                self.read_pem("lease.etcd.cert_file", cert, false)?
+                    .expose()
+                    .to_string(),
+                self.read_pem("lease.etcd.key_file", key, true)?,
+            )),
+            (Some(_), None) => {
+                return Err(self.err(
+                    "lease.etcd.cert_file",
+                    "is set but lease.etcd.key_file is not; give both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "lease.etcd.key_file",
+                    "is set but lease.etcd.cert_file is not; give both or neither",
+                ))
+            }
+            (None, None) => None,
+        };
+        let user = match (&etcd.user, &etcd.password_file) {
+            (Some(user), Some(file)) => {
+                if user.is_empty() || user.contains(|c: char| c.is_control()) {
+                    return Err(self.err("lease.etcd.user", format!("{user:?} is not a user name")));
+                }
+                Some((
+                    user.clone(),
+                    self.read_secret("lease.etcd.password_file", file)?,
+                ))
+            }
+            (Some(_), None) => {
+                return Err(self.err(
+                    "lease.etcd.user",
+                    "is set but lease.etcd.password_file is not; give both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "lease.etcd.password_file",
+                    "is set but lease.etcd.user is not; give both or neither",
+                ))
+            }
+            (None, None) => None,
+        };
+        Ok(Some(crate::io::lease_etcd::EtcdSettings {
+            endpoints,
+            prefix: prefix.to_string(),
+            ca_pem,
+            identity,
+            user,
+        }))
+    }
+
+    /// Reads a PEM file (certificate or key). A private key must not be readable by others.
+    fn read_pem(&self, field: &str, file: &Path, private: bool) -> Result<Secret, ConfigError> {
+        let path = self.resolve(file);
+        let meta = fs::metadata(&path).map_err(|e| {
+            self.err(
+                field,
+                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            )
+        })?;
+        if !meta.is_file() {
+            return Err(self.err(field, format!("{} is not a regular file", path.display())));
+        }
+        let mode = meta.permissions().mode();
+        if private && mode & 0o007 != 0 {
+            return Err(self.err(
+                field,
+                format!(
+                    "{} is accessible by other users (mode {:o}); run: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+        let content = fs::read_to_string(&path).map_err(|e| {
+            self.err(
+                field,
+                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            )
+        })?;
+        if !content.contains("-----BEGIN ") {
+            return Err(self.err(field, format!("{} holds no PEM block", path.display())));
+        }
+        Ok(Secret::new(content))
     }
 
     /// Reads a token file: it must exist, be a regular file, not be readable by others, and not be empty.
@@ -777,6 +1007,16 @@ fn url_is_loopback(url: &str) -> bool {
                 .map(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
         })
         .unwrap_or(false)
+}
+
+impl Config {
+    /// Where the lease lives, for people: the directory, or the etcd endpoints and prefix.
+    pub fn lease_location(&self) -> String {
+        match &self.lease_etcd {
+            Some(e) => format!("etcd {} under {}", e.endpoints.join(","), e.prefix),
+            None => self.lease_dir.display().to_string(),
+        }
+    }
 }
 
 /// A duration as an operator writes it (`1s`, `500ms`).
@@ -1030,6 +1270,173 @@ mod tests {
         assert_eq!(e.field, "watch.mode");
         let e = s.parse(&s.yaml("timing:\n  fall: -1\n")).unwrap_err();
         assert_eq!(e.field, "timing.fall");
+    }
+
+    #[test]
+    fn the_etcd_backend_is_validated() {
+        let s = Setup::new();
+        let etcd = |body: &str| s.yaml(&format!("lease:\n  backend: etcd\n  etcd:\n{body}"));
+        let ok = s
+            .parse(&etcd(
+                "    endpoints: [\"http://10.0.0.10:2379\", \"http://10.0.0.11:2379/\"]\n    prefix: /jenkins-ha/ci/\n",
+            ))
+            .unwrap();
+        let e = ok.lease_etcd.as_ref().unwrap();
+        assert_eq!(
+            e.endpoints,
+            ["http://10.0.0.10:2379", "http://10.0.0.11:2379"]
+        );
+        assert_eq!(e.prefix, "/jenkins-ha/ci");
+        assert!(ok.lease_location().contains("etcd http://10.0.0.10:2379"));
+        assert!(s.parse(&s.yaml("")).unwrap().lease_etcd.is_none());
+
+        let cases = [
+            (
+                etcd("    endpoints: []\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"10.0.0.10:2379\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\", \"https://i:1\"]\n    prefix: /x\n"),
+                "lease.etcd.endpoints",
+                Some(17),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: x\n"),
+                "lease.etcd.prefix",
+                Some(18),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /\n"),
+                "lease.etcd.prefix",
+                Some(18),
+            ),
+            (
+                etcd("    endpoints: [\"https://h:1\"]\n    prefix: /x\n"),
+                "lease.etcd.ca_file",
+                None,
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    user: root\n"),
+                "lease.etcd.user",
+                Some(19),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n    prefix: /x\n    passwd: x\n"),
+                "lease.etcd.passwd",
+                Some(19),
+            ),
+            (
+                etcd("    endpoints: [\"http://h:1\"]\n"),
+                "lease.etcd.prefix",
+                Some(16),
+            ),
+            (
+                s.yaml("lease:\n  backend: etcd\n"),
+                "lease.backend",
+                Some(15),
+            ),
+            (
+                s.yaml("lease:\n  backend: consul\n"),
+                "lease.backend",
+                Some(15),
+            ),
+        ];
+        for (text, field, line) in cases {
+            let e = s.parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.line, line, "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+
+        // Each backend ignores the other's settings, and says so: switching is one key.
+        let both = "lease:\n  dir: /srv/lease\n  backend: BACKEND\n  etcd:\n    endpoints: [\"http://h:1\"]\n    prefix: /x\n";
+        let on_etcd = s.parse(&s.yaml(&both.replace("BACKEND", "etcd"))).unwrap();
+        assert!(on_etcd.lease_etcd.is_some());
+        assert_eq!(
+            on_etcd.warnings,
+            ["lease.dir is ignored: lease.backend is etcd (the lease is in etcd)"]
+        );
+        let short = format!(
+            "{}timing:\n  interval: 1s\n  lease_timeout: 4s\n",
+            both.replace("BACKEND", "etcd")
+                .replace("  dir: /srv/lease\n", "")
+        );
+        let short = s.parse(&s.yaml(&short)).unwrap();
+        assert!(
+            short.warnings.len() == 1 && short.warnings[0].contains("etcd leader election"),
+            "{:?}",
+            short.warnings
+        );
+        let on_files = s.parse(&s.yaml(&both.replace("BACKEND", "file"))).unwrap();
+        assert!(on_files.lease_etcd.is_none());
+        assert_eq!(on_files.lease_dir, Path::new("/srv/lease"));
+        assert_eq!(
+            on_files.warnings,
+            ["lease.etcd is ignored: lease.backend is file (the lease is in lease.dir)"]
+        );
+    }
+
+    #[test]
+    fn the_etcd_password_file_is_checked_like_a_token_and_never_shown() {
+        let s = Setup::new();
+        let file = s.dir.path().join("etcd.password");
+        fs::write(&file, "pa55word\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let text = s.yaml(
+            "lease:\n  backend: etcd\n  etcd:\n    endpoints: [\"http://h:1\"]\n    prefix: /x\n    user: ha\n    password_file: etcd.password\n",
+        );
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.field, "lease.etcd.password_file");
+        assert!(e.message.contains("chmod 600"), "{e}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        let c = s.parse(&text).unwrap();
+        let (user, password) = c.lease_etcd.as_ref().unwrap().user.clone().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("ha", "pa55word"));
+        assert!(!format!("{c:?}").contains("pa55word"));
+    }
+
+    #[test]
+    fn etcd_tls_files_need_https_and_a_private_key() {
+        let s = Setup::new();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        for name in ["ca.crt", "node.crt", "node.key"] {
+            fs::write(s.dir.path().join(name), pem).unwrap();
+        }
+        fs::set_permissions(
+            s.dir.path().join("node.key"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let tls = "    ca_file: ca.crt\n    cert_file: node.crt\n    key_file: node.key\n";
+        let text = |scheme: &str| {
+            s.yaml(&format!(
+                "lease:\n  backend: etcd\n  etcd:\n    endpoints: [\"{scheme}://h:2379\"]\n    prefix: /x\n{tls}"
+            ))
+        };
+        let e = s.parse(&text("http")).unwrap_err();
+        assert_eq!(e.field, "lease.etcd.endpoints", "{e}");
+        let e = s.parse(&text("https")).unwrap_err();
+        assert_eq!(e.field, "lease.etcd.key_file", "{e}");
+        assert!(e.message.contains("chmod 600"), "{e}");
+        fs::set_permissions(
+            s.dir.path().join("node.key"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let c = s.parse(&text("https")).unwrap();
+        let e = c.lease_etcd.unwrap();
+        assert!(e.ca_pem.is_some() && e.identity.is_some());
     }
 
     #[test]

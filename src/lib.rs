@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod io;
+pub mod secret;
 pub mod status;
 
 /// Escapes control characters and the Unicode line and paragraph separators (`\n` becomes `\\n`),

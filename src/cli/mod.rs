@@ -170,7 +170,7 @@ fn check_config(path: &Path) -> ExitCode {
         config.node.name,
         config.peers_phrase(),
         config.haproxy.sockets.len(),
-        config.lease_dir.display()
+        config.lease_location()
     );
     ExitCode::SUCCESS
 }

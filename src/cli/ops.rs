@@ -9,6 +9,7 @@ use super::client::{message, Sidecar};
 use crate::config::Config;
 use crate::daemon::api::FailoverRequest;
 use crate::io::lease::{FileLease, Lease, TermFile};
+use crate::io::lease_etcd::{EtcdLease, CLI_BUDGET};
 use crate::status::ClusterStatus;
 
 /// Whether every HAProxy socket, as the local node sees it, routes to `target` only.
@@ -150,12 +151,40 @@ fn time_of(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The past terms, newest first, from the term files.
+/// How long `history` waits for the shared storage before it gives up.
+pub const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The past terms, newest first, from the lease's history (the term files, or etcd). It only
+/// reads, and gives up after [`HISTORY_TIMEOUT`] with one line naming the storage: a read stuck
+/// in a hung NFS mount is left behind on its own thread, and the command still answers.
 pub fn history(config: &Config, limit: usize) -> Result<Vec<HistoryRow>, String> {
-    let lease = FileLease::open(&config.lease_dir).map_err(|e| format!("lease.dir: {e}"))?;
-    let files = lease
-        .history(limit + 1)
-        .map_err(|e| format!("lease.dir: {e}"))?;
+    let files = match &config.lease_etcd {
+        Some(etcd) => EtcdLease::new(etcd, config.timing.lease_timeout, CLI_BUDGET)?
+            .history(limit + 1)
+            .map_err(|e| format!("lease.etcd: {e}"))?,
+        None => {
+            let dir = config.lease_dir.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("history".into())
+                .spawn(move || {
+                    let read = FileLease::existing(&dir).and_then(|l| l.history(limit + 1));
+                    let _ = tx.send(read);
+                })
+                .map_err(|e| format!("cannot start a thread to read the lease: {e}"))?;
+            match rx.recv_timeout(HISTORY_TIMEOUT) {
+                Ok(read) => read.map_err(|e| format!("lease.dir: {e}"))?,
+                Err(_) => {
+                    return Err(format!(
+                        "lease.dir {}: no answer within {} s; is the shared JENKINS_HOME mount ({}) hung?",
+                        config.lease_dir.display(),
+                        HISTORY_TIMEOUT.as_secs(),
+                        config.jenkins.home.display()
+                    ))
+                }
+            }
+        }
+    };
     let mut rows = Vec::new();
     for (i, file) in files.iter().enumerate().take(limit) {
         // Files are newest first: the one before this in the list is the term that followed.

@@ -100,6 +100,10 @@ impl Live {
                 || old.jenkins.timeout != new.jenkins.timeout,
         );
         restart("lease.dir", old.lease_dir != new.lease_dir);
+        restart(
+            "lease.backend / lease.etcd",
+            old.lease_etcd != new.lease_etcd,
+        );
         restart("timing", old.timing != new.timing);
         restart(
             "watch",

@@ -25,7 +25,8 @@ use super::shutdown::Stop;
 use crate::core::{Command, Core, Decision, Params, ReasonKind};
 use crate::io::clock;
 use crate::io::jenkins::JenkinsClient;
-use crate::io::lease::{FileLease, LeaseIo, LeaseSnapshot, TermFile};
+use crate::io::lease::{FileLease, Lease, LeaseIo, LeaseSnapshot, TermFile};
+use crate::io::lease_etcd::EtcdLease;
 use crate::lock;
 
 /// The running daemon's loop, started by [`Node::start`].
@@ -47,20 +48,34 @@ impl Node {
     ) -> Result<Node, String> {
         let config = &shared.config;
         config.check_home().map_err(|e| e.to_string())?;
-        // Never create a lease on a bare mount point: with the shared storage unmounted, a lease
-        // made here would be a second, private truth and could let two nodes claim term 1.
-        if !config.lease_dir.is_dir() && !config.jenkins.home.join("config.xml").is_file() {
-            return Err(format!(
-                "lease.dir {} does not exist and jenkins.home {} holds no config.xml: is the shared \
-                 JENKINS_HOME mounted? (refusing to create a lease outside it)",
-                config.lease_dir.display(),
-                config.jenkins.home.display()
-            ));
-        }
-        let lease = FileLease::open(&config.lease_dir)
-            .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?;
         let deadline = config.timing.interval.max(Duration::from_millis(200));
-        let lease = LeaseIo::new(Arc::new(lease), deadline);
+        let lease: Arc<dyn Lease> = match &config.lease_etcd {
+            Some(etcd) => Arc::new(EtcdLease::new(
+                etcd,
+                config.timing.lease_timeout,
+                crate::io::lease_etcd::call_budget(deadline),
+            )?),
+            None => {
+                // Never create a lease on a bare mount point: with the shared storage unmounted,
+                // a lease made here would be a second, private truth and could let two nodes
+                // claim term 1.
+                if !config.lease_dir.is_dir() && !config.jenkins.home.join("config.xml").is_file() {
+                    return Err(format!(
+                        "lease.dir {} does not exist and jenkins.home {} holds no config.xml: is the shared \
+                         JENKINS_HOME mounted? (refusing to create a lease outside it)",
+                        config.lease_dir.display(),
+                        config.jenkins.home.display()
+                    ));
+                }
+                Arc::new(
+                    FileLease::open(&config.lease_dir)
+                        .map_err(|e| format!("lease.dir {}: {e}", config.lease_dir.display()))?,
+                )
+            }
+        };
+        // A store that pushes changes (etcd's watch) wakes the loop at once.
+        lease.subscribe(shared.wake.clone());
+        let lease = LeaseIo::new(lease, deadline);
         let _ = shared.lease.set(lease.clone());
 
         let token = config

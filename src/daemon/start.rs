@@ -40,7 +40,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
         },
         config.peer_names().join(", "),
         config.node.listen,
-        config.lease_dir.display()
+        config.lease_location()
     );
     let mut signals = match signal_hook_tokio::Signals::new([
         signal_hook::consts::SIGTERM,

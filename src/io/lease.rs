@@ -1,8 +1,8 @@
 //! The lease on shared storage: one file per term, won by exclusive create, renewed by its single
 //! writer with temp file + fsync + rename, and observed by re-opening it every interval.
 //!
-//! [`Lease`] is the small synchronous trait the loop needs (an etcd backend could implement it
-//! later); [`FileLease`] implements it on a directory of the shared JENKINS_HOME. Storage can hang
+//! [`Lease`] is the small synchronous trait the loop needs; [`FileLease`] implements it on a
+//! directory of the shared JENKINS_HOME, [`super::lease_etcd::EtcdLease`] in an etcd cluster. Storage can hang
 //! (a hard-mounted NFS that lost its server), so the loop never calls it directly: [`LeaseIo`] runs
 //! every call on a blocking thread with a deadline, and refuses new calls while one is stuck.
 
@@ -55,6 +55,10 @@ pub enum LeaseError {
     Stuck,
     #[error("the storage call failed: {0}")]
     Join(String),
+    /// An etcd call failed: the endpoint(s) tried and why (`http://10.0.0.10:2379: deadline
+    /// exceeded (no quorum?)`).
+    #[error("etcd {0}")]
+    Etcd(String),
 }
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> LeaseError {
@@ -159,6 +163,10 @@ pub trait Lease: Send + Sync + 'static {
     fn history(&self, limit: usize) -> Result<Vec<TermFile>, LeaseError>;
     /// Sets or clears the cluster-wide pause flag.
     fn set_paused(&self, paused: bool, by: &str) -> Result<(), LeaseError>;
+    /// Asks the store to notify `wake` as soon as the lease changes (a release, a new term, an
+    /// expiry), so that the loop decides at once instead of at its next tick. A store that cannot
+    /// push changes keeps this default and is simply read every tick (and peeked at between them).
+    fn subscribe(&self, _wake: Arc<tokio::sync::Notify>) {}
 }
 
 /// The lease as files in a directory on the shared storage.
@@ -181,6 +189,19 @@ impl FileLease {
             dir: dir.to_path_buf(),
             highest_known: AtomicU64::new(0),
         })
+    }
+
+    /// Opens an existing lease directory for reading, without creating anything (for the
+    /// read-only commands). A missing directory is an error.
+    pub fn existing(dir: &Path) -> Result<Self, LeaseError> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(FileLease {
+                dir: dir.to_path_buf(),
+                highest_known: AtomicU64::new(0),
+            }),
+            Ok(_) => Err(io("open", dir, std::io::Error::other("not a directory"))),
+            Err(e) => Err(io("open", dir, e)),
+        }
     }
 
     pub fn dir(&self) -> &Path {

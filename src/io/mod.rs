@@ -1,7 +1,8 @@
 //! The IO adapters: everything that talks to the world outside the process, each behind a small
 //! type. They know nothing of the decision; the daemon wires them to the core.
 //!
-//! - [`lease`]: term files on the shared storage (the `Lease` trait), off-loop with deadlines.
+//! - [`lease`]: the `Lease` trait and term files on the shared storage, off-loop with deadlines;
+//!   [`lease_etcd`]: the lease in an etcd cluster.
 //! - [`jenkins`]: the Jenkins HTTP client.
 //! - [`haproxy`]: the HAProxy runtime-API client.
 //! - [`http_client`]: the small HTTP client the others use, and the bearer header.
@@ -13,4 +14,5 @@ pub mod haproxy;
 pub mod http_client;
 pub mod jenkins;
 pub mod lease;
+pub mod lease_etcd;
 pub mod watch;
