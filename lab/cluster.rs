@@ -195,6 +195,9 @@ pub struct Spec {
     pub manual_haproxy: bool,
     /// `lease.backend: etcd` with these endpoints and this prefix instead of the term files.
     pub etcd_lease: Option<(Vec<String>, String)>,
+    /// Let the stand-ins save API token usage statistics (Jenkins' default); off by default, as
+    /// the README recommends for both controllers.
+    pub token_stats: bool,
 }
 
 impl Default for Spec {
@@ -215,6 +218,7 @@ impl Default for Spec {
             netns_host1: false,
             folder_jobs: 0,
             manual_haproxy: false,
+            token_stats: false,
             etcd_lease: None,
         }
     }
@@ -560,6 +564,13 @@ impl Cluster {
             format!("{}ms", self.spec.reload_per_item.as_millis()),
         ]
         .into();
+        let mut args = args;
+        if !self.spec.token_stats {
+            // The setting the README recommends for both controllers (usageStatisticsEnabled
+            // false): no users/*/apiTokenStats.xml written on each authenticated call, so a
+            // quiet-down still works while the shared storage hangs.
+            args.push("--no-token-stats".into());
+        }
         let log = self.dir.join(format!("{}-jenkins.log", host.name));
         let (program, args) = host.command(&binaries().join("jenkins-standin"), args);
         let started_before = listening_lines(&log);
