@@ -198,6 +198,9 @@ pub struct Spec {
     /// Let the stand-ins save API token usage statistics (Jenkins' default); off by default, as
     /// the README recommends for both controllers.
     pub token_stats: bool,
+    /// Start the stand-ins in quiet-down, as the README's init.groovy.d script does (on by
+    /// default): no Jenkins builds before its sidecar made its node the active one.
+    pub start_quiet: bool,
 }
 
 impl Default for Spec {
@@ -219,6 +222,7 @@ impl Default for Spec {
             folder_jobs: 0,
             manual_haproxy: false,
             token_stats: false,
+            start_quiet: true,
             etcd_lease: None,
         }
     }
@@ -565,6 +569,11 @@ impl Cluster {
         ]
         .into();
         let mut args = args;
+        if self.spec.start_quiet {
+            // The init.groovy.d script the README ships: Jenkins starts in quiet-down, and only
+            // its sidecar takes it out, once that node is the active one.
+            args.push("--start-quiet".into());
+        }
         if !self.spec.token_stats {
             // The setting the README recommends for both controllers (usageStatisticsEnabled
             // false): no users/*/apiTokenStats.xml written on each authenticated call, so a
