@@ -14,6 +14,27 @@ pub struct ReloadRecord {
     pub result: String,
 }
 
+/// The last promotion of a node's Jenkins: which kind of catch-up ran, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub term: u64,
+    /// `incremental` (per-item reloads only) or `full` (a full reload).
+    pub kind: String,
+    /// What it did and why ("incremental: 3 item reloads", "full reload: global configuration
+    /// changed").
+    pub detail: String,
+    pub took_ms: u64,
+    /// Queued builds cancelled because the old active had built those fires already.
+    pub cancelled_queued: usize,
+}
+
+/// A file that changed on disk and that only a restart of this node's Jenkins applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartNeeded {
+    pub file: String,
+    pub since_unix_ms: u64,
+}
+
 /// The JENKINS_HOME watcher as `status` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchState {
@@ -82,6 +103,16 @@ pub struct NodeStatus {
     /// the lease's, not the heartbeat's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contradiction: Option<String>,
+    /// What this node knows of what its Jenkins has loaded (`known`, `checking item by item,
+    /// N left`, `unknown (...)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<String>,
+    /// The last promotion of its Jenkins: the kind of catch-up and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionRecord>,
+    /// Files changed on disk that only a restart of its Jenkins applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<RestartNeeded>,
     /// The JENKINS_HOME watcher.
     #[serde(default)]
     pub watch: Option<WatchState>,
@@ -119,6 +150,9 @@ impl NodeStatus {
             priority: default_priority(),
             current: false,
             contradiction: None,
+            loaded: None,
+            promotion: None,
+            restart_needed: Vec::new(),
             watch: None,
             reloads: Reloads::default(),
         }
@@ -247,11 +281,41 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 line.push_str(", changes pending");
             }
             line.push_str(&format!(", {} items", w.items));
+            if let Some(loaded) = n.loaded.as_deref().filter(|l| *l != "known") {
+                line.push_str(&format!(", loaded state {loaded}"));
+            }
             if let Some(ms) = w.last_scan_ms {
                 line.push_str(&format!(", last scan {ms:.1} ms"));
             }
             out.push_str(&line);
             out.push('\n');
+        }
+        if let Some(p) = &n.promotion {
+            out.push_str(&format!(
+                "{}: promoted for term {} in {:.1} s: {}{}\n",
+                n.name,
+                p.term,
+                p.took_ms as f64 / 1000.0,
+                p.detail,
+                if p.cancelled_queued > 0 {
+                    format!(
+                        "; {} queued build(s) the old active had run were cancelled",
+                        p.cancelled_queued
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        for r in &n.restart_needed {
+            out.push_str(&format!(
+                "{}: RESTART NEEDED: {} changed on disk at {}; no reload applies it\n",
+                n.name,
+                r.file,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.since_unix_ms)
+                )
+            ));
         }
         if let Some(last) = &n.reloads.last {
             out.push_str(&format!(

@@ -861,6 +861,16 @@ impl Core {
         };
         let Some((why_claim, why_takeover)) = takeover else {
             self.due_since = None;
+            // A live holder renewed when we saw its counter move (within an interval before).
+            // A Jenkins failing goes unnoticed by its node for less than `lease_timeout` before
+            // it releases the term, so fires queued that long before that renewal were built.
+            let sweep_before = (view.holder != p.node && !view.released).then(|| {
+                self.watched
+                    .as_ref()
+                    .map(|w| w.since)
+                    .unwrap_or(now)
+                    .saturating_sub(p.timing.interval + p.timing.lease_timeout)
+            });
             let mut text = format!(
                 "standby: {} holds term {} and renewed {} ago",
                 view.holder,
@@ -892,7 +902,9 @@ impl Core {
                 }
                 text.push_str(&format!(" ({why})"));
             }
-            return standby(ReasonKind::Standby, text);
+            let mut d = standby(ReasonKind::Standby, text);
+            d.sweep_before = sweep_before;
+            return d;
         };
         if paused {
             return standby(
@@ -983,6 +995,7 @@ fn decision(role: Role, actions: Vec<Action>, reason: Reason) -> Decision {
         jenkins_healthy: false,
         jenkins_broken: false,
         jenkins_reloading: false,
+        sweep_before: None,
     }
 }
 

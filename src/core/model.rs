@@ -274,6 +274,11 @@ pub struct Decision {
     pub jenkins_broken: bool,
     /// A full reload of ours is running (Jenkins answers 503 until it is over).
     pub jenkins_reloading: bool,
+    /// On a standby with a live active: builds our quiet Jenkins queued before this instant
+    /// were fires the active certainly built (it renewed its lease long enough after them that
+    /// its own Jenkins was healthy then), so the standby cancels them, and its queue never holds
+    /// more than the last few seconds of fires.
+    pub sweep_before: Option<Mono>,
 }
 
 /// What a lease write came to; fed back with [`super::Core::record`].

@@ -169,6 +169,16 @@ impl Shared {
             priority: self.config.node.failover_priority,
             current: jenkins.current,
             contradiction: None,
+            loaded: Some(jenkins.knowledge.describe()),
+            promotion: jenkins.last_promotion.clone(),
+            restart_needed: jenkins
+                .restart_needed
+                .iter()
+                .map(|(file, since)| crate::status::RestartNeeded {
+                    file: file.clone(),
+                    since_unix_ms: *since,
+                })
+                .collect(),
             watch: jenkins.watch.clone(),
             reloads: Reloads {
                 full: jenkins.full_reloads,
@@ -284,6 +294,8 @@ impl Shared {
         m.paused.set(i64::from(p.paused));
         m.jenkins_up.set(i64::from(me.jenkins_healthy));
         m.jenkins_reload_failed.set(i64::from(me.reload_failed));
+        m.jenkins_restart_needed
+            .set(i64::from(!me.restart_needed.is_empty()));
         m.serving.set(i64::from(me.serving));
         m.cluster_has_active.set(i64::from(status.active.is_some()));
         let now = clock::now();
