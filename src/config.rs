@@ -2,6 +2,10 @@
 //!
 //! Every problem comes back as one [`ConfigError`] line naming the file, the line and the field
 //! (`config.yaml:14: timing.lease_timeout: ...`), so an operator can fix it without reading code.
+//! The file is parsed once into a tree that keeps where each key and value is written
+//! (`tree`); the schema is read out of that tree (`de`) and validated against it, so the line
+//! is right in block and flow style alike, for a syntax error, a duplicate key, a wrong value
+//! or a rule broken between keys.
 //! Secrets named by the file (the cluster token, the Jenkins API token) are read here, checked
 //! for permissions, and kept in [`Secret`], whose `Debug` never shows them.
 

@@ -17,6 +17,8 @@
 //! only line break, so they are the numbers an editor, `grep -n` or `sed -n 14p` shows (YAML
 //! would also break lines at a lone `\r`).
 
+use std::collections::HashMap;
+
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
 /// Deepest nesting of collections accepted; a config needs four levels.
@@ -201,7 +203,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                     },
                     Some(tag) => return Err(builder.bad_tag(span, tag)),
                 };
-                builder.count(1, span)?;
+                builder.count(1, builder.pos(span))?;
                 let node = Node {
                     pos: builder.pos(span),
                     value: Value::Scalar {
@@ -241,6 +243,8 @@ struct Open {
     anchor: usize,
     flow: bool,
     key: Option<Node>,
+    /// A mapping's keys so far ([`key_id`]) and where each is written.
+    keys: HashMap<String, Pos>,
 }
 
 struct Builder<'t> {
@@ -249,9 +253,13 @@ struct Builder<'t> {
     line_starts: Vec<usize>,
     /// Character index → byte offset, to look at the text around a position.
     char_bytes: Vec<usize>,
+    /// Lines in the file, as `str::lines` counts them (at least 1).
+    last_line: usize,
     open: Vec<Open>,
     root: Option<Node>,
-    anchors: std::collections::HashMap<usize, (Node, usize, usize)>,
+    /// Anchored nodes by id, with their node count and height.
+    anchors: HashMap<usize, (Node, usize, usize)>,
+    /// Nodes built so far, aliases and anchored copies included.
     nodes: usize,
 }
 
@@ -270,9 +278,10 @@ impl<'t> Builder<'t> {
             text,
             line_starts,
             char_bytes,
+            last_line: text.lines().count().max(1),
             open: Vec::new(),
             root: None,
-            anchors: std::collections::HashMap::new(),
+            anchors: HashMap::new(),
             nodes: 0,
         }
     }
@@ -282,9 +291,8 @@ impl<'t> Builder<'t> {
     fn locate(&self, index: usize, in_flow: bool) -> Pos {
         let index = index.min(self.char_bytes.len() - 1);
         let mut line = self.line_starts.partition_point(|&s| s <= index);
-        let last = self.text.lines().count().max(1);
-        if line > last {
-            line = last;
+        if line > self.last_line {
+            line = self.last_line;
             let start = self.line_starts[line - 1];
             let end = self.line_starts.get(line).map_or(index, |&s| s - 1);
             return Pos {
@@ -345,11 +353,13 @@ impl<'t> Builder<'t> {
         }
     }
 
-    fn count(&mut self, nodes: usize, span: Span) -> Result<(), SyntaxError> {
+    /// Counts `nodes` more against [`MAX_NODES`]; `at` is where to report going over.
+    fn count(&mut self, nodes: usize, at: Pos) -> Result<(), SyntaxError> {
         self.nodes += nodes;
         if self.nodes > MAX_NODES {
-            return Err(self.error(
-                span,
+            return Err(SyntaxError::at(
+                at,
+                self.path(),
                 format!("the file expands to more than {MAX_NODES} values (aliases of aliases?)"),
             ));
         }
@@ -360,7 +370,7 @@ impl<'t> Builder<'t> {
         if self.open.len() >= MAX_DEPTH {
             return Err(self.error(span, format!("nested deeper than {MAX_DEPTH} levels")));
         }
-        self.count(1, span)?;
+        self.count(1, self.pos(span))?;
         let flow = matches!(self.char_at(span.start.index()), Some('{' | '['))
             && span.end.index() > span.start.index();
         let node = Node {
@@ -372,6 +382,7 @@ impl<'t> Builder<'t> {
             anchor,
             flow,
             key: None,
+            keys: HashMap::new(),
         });
         Ok(())
     }
@@ -384,13 +395,14 @@ impl<'t> Builder<'t> {
     }
 
     fn alias(&mut self, span: Span, id: usize) -> Result<(), SyntaxError> {
-        let Some((node, nodes, height)) = self.anchors.get(&id).cloned() else {
+        let Some(&(_, nodes, height)) = self.anchors.get(&id) else {
             return Err(self.error(span, "this alias names no anchor"));
         };
         if self.open.len() + height > MAX_DEPTH {
             return Err(self.error(span, format!("nested deeper than {MAX_DEPTH} levels")));
         }
-        self.count(nodes, span)?;
+        self.count(nodes, self.pos(span))?;
+        let node = self.anchors[&id].0.clone();
         self.add(node, 0)
     }
 
@@ -398,36 +410,38 @@ impl<'t> Builder<'t> {
     /// value of a mapping. A key already in the mapping is refused.
     fn add(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
         if anchor != 0 {
+            // The copy kept for aliases counts too: it bounds the memory nested anchors take.
             let (nodes, height) = node.size();
+            self.count(nodes, node.pos)?;
             self.anchors.insert(anchor, (node.clone(), nodes, height));
         }
         let Some(parent) = self.open.len().checked_sub(1) else {
             self.root = Some(node);
             return Ok(());
         };
-        if let Value::Map(entries) = &self.open[parent].node.value {
-            if self.open[parent].key.is_none() {
-                if let Some(first) = entries.iter().find(|e| same_key(&e.key, &node)) {
-                    let first = first.key.pos;
-                    let where_first = if first.line == node.pos.line {
-                        format!("line {} column {}", first.line, first.column)
-                    } else {
-                        format!("line {}", first.line)
-                    };
-                    return Err(SyntaxError::at(
-                        node.pos,
-                        join(&self.path(), &node.key_name()),
-                        format!("duplicate key (first at {where_first})"),
-                    ));
-                }
-            }
-        }
         let open = &mut self.open[parent];
         match &mut open.node.value {
             Value::Seq(items) => items.push(node),
             Value::Map(entries) => match open.key.take() {
-                None => open.key = Some(node),
                 Some(key) => entries.push(Entry { key, value: node }),
+                None => {
+                    if let Some(id) = key_id(&node) {
+                        if let Some(&first) = open.keys.get(&id) {
+                            let first = if first.line == node.pos.line {
+                                format!("line {} column {}", first.line, first.column)
+                            } else {
+                                format!("line {}", first.line)
+                            };
+                            return Err(SyntaxError::at(
+                                node.pos,
+                                join(&self.path(), &node.key_name()),
+                                format!("duplicate key (first at {first})"),
+                            ));
+                        }
+                        open.keys.insert(id, node.pos);
+                    }
+                    open.key = Some(node);
+                }
             },
             Value::Scalar { .. } => {}
         }
@@ -532,22 +546,19 @@ fn path_of(open: &[Open]) -> String {
     path
 }
 
-/// Whether two mapping keys are the same key. Scalars compare by what they resolve to, so `1`
-/// and `0x1` are one key and `"1"` another; collections as keys are never compared.
-fn same_key(a: &Node, b: &Node) -> bool {
-    match (&a.value, &b.value) {
-        (
-            Value::Scalar {
-                text: ta,
-                plain: pa,
-            },
-            Value::Scalar {
-                text: tb,
-                plain: pb,
-            },
-        ) => Scalar::resolve(ta, *pa) == Scalar::resolve(tb, *pb),
-        _ => false,
-    }
+/// What makes two mapping keys the same key: scalars compare by what they resolve to, so `1` and
+/// `0x1` are one key, `a` and `"a"` another, `"1"` a third. Collections as keys are not compared.
+fn key_id(key: &Node) -> Option<String> {
+    let Value::Scalar { text, plain } = &key.value else {
+        return None;
+    };
+    Some(match Scalar::resolve(text, *plain) {
+        Scalar::Null => "null".into(),
+        Scalar::Bool(b) => format!("bool {b}"),
+        Scalar::Int(i) => format!("int {i}"),
+        Scalar::Float(f) => format!("float {}", f.to_bits()),
+        Scalar::Str(s) => format!("str {s}"),
+    })
 }
 
 /// A scalar resolved by the YAML 1.2 core schema.
