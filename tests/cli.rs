@@ -118,6 +118,68 @@ fn unknown_key() {
 }
 
 #[test]
+fn flow_style_errors_name_the_line_and_column_of_the_key() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "timing:\n  interval: 200ms\n  lease_timeout: 2s\n",
+            "timing: {interval: 200ms, lease_timeout: 500ms}\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:12:27: timing.lease_timeout: must be at least 3 × timing.interval"],
+    );
+    let c = d.config(|t| {
+        t.replace(
+            "peer:\n  name: jenkins02\n  url: http://127.0.0.1:1\n",
+            "peers: [{name: jenkins02, url: http://127.0.0.1:1},\n        {name: jenkins03, url: ftp://x}]\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:5:27: peers[1].url:", "must start with http://"],
+    );
+}
+
+#[test]
+fn duplicate_key_names_both_lines() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "  lease_timeout: 2s\n",
+            "  lease_timeout: 2s\n  interval: 1s\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:15: timing.interval: duplicate key (first at line 13)"],
+    );
+}
+
+#[test]
+fn unclosed_quote_is_reported_where_it_opens() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "  url: http://127.0.0.1:2\n",
+            "  url: \"http://127.0.0.1:2\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &[
+            "config.yaml:10:8: jenkins.url:",
+            "is the quote opened here closed?",
+        ],
+    );
+}
+
+#[test]
 fn bad_duration() {
     let d = Dir::new();
     let c = d.config(|t| t.replace("interval: 200ms", "interval: fast"));
