@@ -1223,15 +1223,16 @@ fn computer_api(sh: &Shared, tree: Option<&Tree>) -> Resp {
 
 fn causes_json(causes: &[(Cause, u32)]) -> Value {
     Value::Array(
+        // `CauseAction.getCauses()` lists each cause once per request folded into the item.
         causes
             .iter()
-            .map(|(c, _)| {
+            .flat_map(|(c, n)| {
                 let mut v = json!({"_class": c.class(), "shortDescription": c.short_description()});
                 if let Cause::User(u) = c {
                     v["userId"] = json!(u);
                     v["userName"] = json!(u.as_deref().unwrap_or("anonymous"));
                 }
-                v
+                std::iter::repeat_n(v, *n as usize)
             })
             .collect(),
     )

@@ -13,9 +13,11 @@
 //!   that `cancelQuietDown` would start at once. While a live active builds, the standby cancels
 //!   the items queued long enough before the active's last renewal that the active was
 //!   certainly healthy then (it built that fire). At promotion, an item is cancelled when its
-//!   job's last build (re-read from disk) started at or after the item was queued (the old
-//!   active built that fire); any other item is a fire the old active never built, and it
-//!   starts with the promotion.
+//!   job's last build (re-read from disk) started after the item's newest request (the old
+//!   active built that fire); any other item holds a fire the old active never built, and it
+//!   starts with the promotion. Jenkins folds requests for one job into one item that keeps the
+//!   first one's `inQueueSince`, so the standby lists its queue every few intervals to date the
+//!   newest request ([`QueueWatch`]).
 
 /// What the adapter knows about what its Jenkins has loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +91,7 @@ pub fn catch_up_kind(knowledge: &Knowledge, full_needed: &[String], items: usize
     }
 }
 
-/// A build waiting in a quiet Jenkins' queue.
+/// A build waiting in a quiet Jenkins' queue, with what is known of the fires folded into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedBuild {
     pub id: u64,
@@ -97,30 +99,102 @@ pub struct QueuedBuild {
     pub job: String,
     /// When it was queued (Jenkins' `inQueueSince`, wall-clock ms): the first fire it covers.
     pub queued_at_ms: u64,
+    /// How many requests (fires) it folds.
+    pub requests: u32,
+    /// The newest request folded into it came after this instant (wall-clock ms)…
+    pub newest_after_ms: u64,
+    /// …and at or before this one. Both are `queued_at_ms` for an item of one request.
+    pub newest_by_ms: u64,
     /// When the job's last build on disk started (wall-clock ms), once known.
     pub last_build_ms: Option<u64>,
 }
 
-/// On a standby: the queued builds the live active certainly built, to cancel: those queued
-/// before `before_ms` (wall clock; the decision's `sweep_before`, see
+/// One queue item as listed: id, job, `inQueueSince` and how many requests it folds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedItem {
+    pub id: u64,
+    pub job: String,
+    pub queued_at_ms: u64,
+    pub requests: u32,
+}
+
+/// What the standby's listings of its queue tell about when each item's newest request came.
+///
+/// Jenkins folds a new request for a job into the job's queued item and keeps its
+/// `inQueueSince` (the first request); the API only counts the requests. So the adapter lists
+/// the queue every few intervals, and an item whose count went up between two listings got
+/// its newest request between them. Only those bounds let a promotion tell "the old active
+/// built the newest fire" from "it built only the first one".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueWatch {
+    /// When the queue was last listed (wall-clock ms).
+    pub listed_at_ms: Option<u64>,
+    /// Per item id: (requests seen, newest request after, newest request by).
+    seen: std::collections::BTreeMap<u64, (u32, u64, u64)>,
+}
+
+impl QueueWatch {
+    /// Takes a listing made at `now_ms`; returns the items with their bounds. Items gone from
+    /// the queue are forgotten.
+    pub fn observe(&mut self, listing: &[ListedItem], now_ms: u64) -> Vec<QueuedBuild> {
+        let previous = self.listed_at_ms;
+        let mut seen = std::collections::BTreeMap::new();
+        let mut out = Vec::with_capacity(listing.len());
+        for item in listing {
+            let bounds = match self.seen.get(&item.id) {
+                Some(&(requests, after, by)) if requests >= item.requests => (after, by),
+                // More requests than at the last listing: the newest came since.
+                Some(_) => (previous.unwrap_or(item.queued_at_ms), now_ms),
+                None if item.requests <= 1 => (item.queued_at_ms, item.queued_at_ms),
+                // New, and already folding several: the newest came after the first, and
+                // after the last listing (the item was not in it), if there was one.
+                None => (
+                    previous.unwrap_or(0).max(item.queued_at_ms),
+                    now_ms.max(item.queued_at_ms),
+                ),
+            };
+            seen.insert(item.id, (item.requests, bounds.0, bounds.1));
+            out.push(QueuedBuild {
+                id: item.id,
+                job: item.job.clone(),
+                queued_at_ms: item.queued_at_ms,
+                requests: item.requests,
+                newest_after_ms: bounds.0,
+                newest_by_ms: bounds.1,
+                last_build_ms: None,
+            });
+        }
+        self.seen = seen;
+        self.listed_at_ms = Some(now_ms);
+        out
+    }
+}
+
+/// On a standby: the queued builds the live active certainly built, to cancel: those whose
+/// newest request came before `before_ms` (wall clock; the decision's `sweep_before`, see
 /// [`super::Decision::sweep_before`]).
 pub fn sweep(queue: &[QueuedBuild], before_ms: u64) -> Vec<u64> {
     queue
         .iter()
-        .filter(|q| q.queued_at_ms < before_ms)
+        .filter(|q| q.newest_by_ms < before_ms)
         .map(|q| q.id)
         .collect()
 }
 
-/// At a promotion: the queued builds the old active already built (its last build of that job
-/// started at or after the item was queued, less `tolerance_ms` for the clocks of two hosts),
-/// to cancel. The others are fires it never built, and start with the promotion.
+/// At a promotion: the queued builds the old active already built, to cancel: its last build
+/// of that job started after the item's newest request (less `tolerance_ms` for the clocks of
+/// two hosts), and, for an item folding several requests, was not the build of the first one
+/// (it started more than `tolerance_ms` after it). The others hold a fire the old active never
+/// built, and start with the promotion.
 pub fn triage(queue: &[QueuedBuild], tolerance_ms: u64) -> Vec<u64> {
     queue
         .iter()
         .filter(|q| {
-            q.last_build_ms
-                .is_some_and(|started| started + tolerance_ms >= q.queued_at_ms)
+            q.last_build_ms.is_some_and(|started| {
+                let after_newest = started + tolerance_ms >= q.newest_after_ms;
+                let not_the_first = q.requests <= 1 || started > q.queued_at_ms + tolerance_ms;
+                after_newest && not_the_first
+            })
         })
         .map(|q| q.id)
         .collect()
@@ -170,8 +244,78 @@ mod tests {
             id,
             job: format!("job-{id}"),
             queued_at_ms: queued,
+            requests: 1,
+            newest_after_ms: queued,
+            newest_by_ms: queued,
             last_build_ms: last,
         }
+    }
+
+    fn listed(id: u64, queued: u64, requests: u32) -> ListedItem {
+        ListedItem {
+            id,
+            job: format!("job-{id}"),
+            queued_at_ms: queued,
+            requests,
+        }
+    }
+
+    #[test]
+    fn a_fire_folded_into_a_queued_item_is_dated_between_two_listings() {
+        let mut watch = QueueWatch::default();
+        let first = watch.observe(&[listed(1, 10_000, 1)], 10_500);
+        assert_eq!(
+            (first[0].newest_after_ms, first[0].newest_by_ms),
+            (10_000, 10_000)
+        );
+        // Unchanged at the next listing: same bounds.
+        let second = watch.observe(&[listed(1, 10_000, 1)], 11_500);
+        assert_eq!(
+            (second[0].newest_after_ms, second[0].newest_by_ms),
+            (10_000, 10_000)
+        );
+        // A second fire folded in: it came after 11_500 and by 13_500.
+        let third = watch.observe(&[listed(1, 10_000, 2)], 13_500);
+        assert_eq!(
+            (third[0].newest_after_ms, third[0].newest_by_ms),
+            (11_500, 13_500)
+        );
+        // The old active built the first fire at 10_020 and then died: the item stays.
+        let mut at_promotion = third.clone();
+        at_promotion[0].last_build_ms = Some(10_020);
+        assert!(
+            triage(&at_promotion, 200).is_empty(),
+            "the second fire is not lost"
+        );
+        // Even with a tolerance that reaches the listing before the second fire.
+        assert!(
+            triage(&at_promotion, 1_500).is_empty(),
+            "the build of the first fire"
+        );
+        // Had it built the second one too, the item goes.
+        at_promotion[0].last_build_ms = Some(12_020);
+        assert_eq!(triage(&at_promotion, 200), [1]);
+        // A live active's sweep keeps it until the newest fire is old enough.
+        assert!(sweep(&third, 13_000).is_empty());
+        assert_eq!(sweep(&third, 13_501), [1]);
+    }
+
+    #[test]
+    fn an_item_first_seen_with_several_fires_is_dated_after_the_last_listing() {
+        let mut watch = QueueWatch::default();
+        watch.observe(&[], 20_000);
+        let items = watch.observe(&[listed(7, 20_100, 3)], 21_000);
+        assert_eq!(
+            (items[0].newest_after_ms, items[0].newest_by_ms),
+            (20_100, 21_000)
+        );
+        // Gone from the queue: forgotten; a new item with the same id starts afresh.
+        watch.observe(&[], 22_000);
+        let again = watch.observe(&[listed(7, 22_500, 1)], 23_000);
+        assert_eq!(
+            (again[0].newest_after_ms, again[0].newest_by_ms),
+            (22_500, 22_500)
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ use tokio::task::JoinSet;
 use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
-use crate::core::catch_up::{catch_up_kind, sweep, triage, CatchUpKind, Knowledge, QueuedBuild};
+use crate::core::catch_up::{
+    catch_up_kind, sweep, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
+};
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
 use crate::io::clock;
 use crate::io::jenkins::{JenkinsClient, JenkinsError};
@@ -174,7 +176,9 @@ pub struct JenkinsControl {
     /// Jenkins was seen down after the watcher's baseline: once it is up, it loaded the disk
     /// after that baseline, and every later change is in the watcher.
     down_after_baseline: Mutex<bool>,
-    last_sweep: Mutex<Option<std::time::Instant>>,
+    /// When the quiet Jenkins' queue was last listed, and what the listings told.
+    last_listing: Mutex<Option<std::time::Instant>>,
+    queue_watch: Mutex<QueueWatch>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
@@ -206,7 +210,8 @@ impl JenkinsControl {
             resync: Mutex::new(Default::default()),
             session_seen: Mutex::new(None),
             down_after_baseline: Mutex::new(false),
-            last_sweep: Mutex::new(None),
+            last_listing: Mutex::new(None),
+            queue_watch: Mutex::new(QueueWatch::default()),
         }
     }
 
@@ -374,6 +379,7 @@ impl JenkinsControl {
                 sweep_before,
             } => {
                 self.keep_quiet().await;
+                self.watch_queue(*sweep_before).await;
                 if let Some(term) = prepare {
                     let changed = home_watch.as_ref().is_some_and(|w| w.pending());
                     if changed && self.snapshot().prepared_for == Some(*term) {
@@ -396,9 +402,6 @@ impl JenkinsControl {
                     }
                     return;
                 }
-                if let Some(before) = sweep_before {
-                    self.sweep_queue(*before).await;
-                }
                 self.resync_step(home_watch).await;
             }
             Mode::Promote {
@@ -407,6 +410,7 @@ impl JenkinsControl {
                 final_pass,
             } => {
                 self.keep_quiet().await;
+                self.watch_queue(None).await;
                 let phase = self
                     .snapshot()
                     .catch_up
@@ -550,39 +554,50 @@ impl JenkinsControl {
         }
     }
 
-    /// On a standby: cancels the queued builds the live active certainly built (see
-    /// [`crate::core::catch_up::sweep`]), at most every five intervals.
-    async fn sweep_queue(&self, before: Mono) {
+    /// On a quiet Jenkins, at most every five intervals: lists its queue (to date the requests
+    /// folded into each item, see [`QueueWatch`]) and, with `sweep_before`, cancels the builds
+    /// the live active certainly built (see [`crate::core::catch_up::sweep`]).
+    async fn watch_queue(&self, sweep_before: Option<Mono>) {
         {
-            let mut last = lock(&self.last_sweep);
+            let mut last = lock(&self.last_listing);
             if last.is_some_and(|t| t.elapsed() < self.interval * 5) {
                 return;
             }
             *last = Some(std::time::Instant::now());
         }
-        let queue = match self.client.queue().await {
-            Ok(queue) if queue.is_empty() => return,
-            Ok(queue) => queue,
-            Err(e) => {
-                self.note_error(&e);
-                return;
-            }
+        let Some(queued) = self.list_queue().await else {
+            return;
         };
-        let before_ms = wall_ms(before);
-        let queued: Vec<QueuedBuild> = queue
-            .into_iter()
-            .map(|q| QueuedBuild {
-                id: q.id,
-                job: q.job.unwrap_or_default(),
-                queued_at_ms: q.in_queue_since,
-                last_build_ms: None,
-            })
-            .collect();
-        let cancel = sweep(&queued, before_ms);
+        let Some(before) = sweep_before else { return };
+        let cancel = sweep(&queued, wall_ms(before));
         let cancelled = self.cancel_queued(&cancel).await;
         if cancelled > 0 {
             tracing::debug!("cancelled {cancelled} build(s) the active already ran, queued on this quiet standby");
         }
+    }
+
+    /// Lists the queue and dates each item's newest request; `None` when Jenkins did not
+    /// answer.
+    async fn list_queue(&self) -> Option<Vec<QueuedBuild>> {
+        let queue = match self.client.queue().await {
+            Ok(queue) => queue,
+            Err(e) => {
+                self.note_error(&e);
+                return None;
+            }
+        };
+        let listing: Vec<ListedItem> = queue
+            .into_iter()
+            .filter_map(|q| {
+                Some(ListedItem {
+                    id: q.id,
+                    job: q.job?,
+                    queued_at_ms: q.in_queue_since,
+                    requests: q.requests,
+                })
+            })
+            .collect();
+        Some(lock(&self.queue_watch).observe(&listing, unix_ms()))
     }
 
     /// Cancels queued builds; returns how many went.
@@ -835,29 +850,18 @@ impl JenkinsControl {
     /// At promotion: the queued builds whose fire the old active built (see
     /// [`crate::core::catch_up::triage`]) are cancelled. Returns how many.
     async fn triage_queue(&self) -> usize {
-        let queue = match self.client.queue().await {
-            Ok(queue) => queue,
-            Err(e) => {
-                tracing::warn!("reading the queue before leaving quiet-down failed: {e}");
-                return 0;
-            }
+        let Some(mut queued) = self.list_queue().await else {
+            tracing::warn!("the queue could not be read before leaving quiet-down");
+            return 0;
         };
-        let mut queued = Vec::with_capacity(queue.len());
-        for q in queue {
-            let Some(job) = q.job else { continue };
-            let last_build_ms = match self.client.last_build_started(&job).await {
+        for q in &mut queued {
+            q.last_build_ms = match self.client.last_build_started(&q.job).await {
                 Ok(started) => started,
                 Err(e) => {
-                    tracing::warn!("the last build of {job}: {e}");
+                    tracing::warn!("the last build of {}: {e}", q.job);
                     None
                 }
             };
-            queued.push(QueuedBuild {
-                id: q.id,
-                job,
-                queued_at_ms: q.in_queue_since,
-                last_build_ms,
-            });
         }
         let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
         self.cancel_queued(&cancel).await

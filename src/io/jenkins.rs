@@ -130,6 +130,9 @@ pub struct QueueItem {
     pub in_queue_since: u64,
     /// The job's full name, from its URL (`folder/job`), when it is a job of this Jenkins.
     pub job: Option<String>,
+    /// How many requests (trigger fires, user clicks) Jenkins folded into this item: its causes,
+    /// each listed once per request (`CauseAction.getCauses`); at least 1.
+    pub requests: u32,
 }
 
 #[derive(serde::Deserialize)]
@@ -145,6 +148,15 @@ struct RawQueueItem {
     in_queue_since: u64,
     #[serde(default)]
     task: Option<RawTask>,
+    #[serde(default)]
+    actions: Vec<RawAction>,
+}
+
+/// One of a queue item's actions; only a `CauseAction` has `causes` (others come as `{}`).
+#[derive(serde::Deserialize)]
+struct RawAction {
+    #[serde(default)]
+    causes: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -344,7 +356,8 @@ impl JenkinsClient {
 
     /// `GET /queue/api/json`: the builds waiting in the queue.
     pub async fn queue(&self) -> Result<Vec<QueueItem>, JenkinsError> {
-        let path = "/queue/api/json?tree=items[id,inQueueSince,task[url]]";
+        let path =
+            "/queue/api/json?tree=items[id,inQueueSince,task[url],actions[causes[shortDescription]]]";
         let response = self.call(Method::GET, path, &[StatusCode::OK]).await?;
         let raw: RawQueue = parse_json(&Method::GET, path, &response)?;
         Ok(raw
@@ -353,6 +366,13 @@ impl JenkinsClient {
             .map(|i| QueueItem {
                 id: i.id,
                 in_queue_since: i.in_queue_since,
+                requests: i
+                    .actions
+                    .iter()
+                    .filter_map(|a| a.causes.as_ref())
+                    .map(|c| u32::try_from(c.len()).unwrap_or(u32::MAX))
+                    .fold(0u32, u32::saturating_add)
+                    .max(1),
                 job: i
                     .task
                     .and_then(|t| t.url)
