@@ -7,6 +7,11 @@
 
 #![allow(dead_code)]
 
+#[path = "src/home_gen.rs"]
+pub mod home_gen;
+#[path = "ledger.rs"]
+pub mod ledger;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -201,6 +206,11 @@ pub struct Spec {
     /// Start the stand-ins in quiet-down, as the README's init.groovy.d script does (on by
     /// default): no Jenkins builds before its sidecar made its node the active one.
     pub start_quiet: bool,
+    /// Generate the shared JENKINS_HOME with the home generator (jobs in nested folders, build
+    /// histories, timer triggers) instead of `jobs` and `folder_jobs`.
+    pub home: Option<home_gen::HomeSpec>,
+    /// Extra arguments for both stand-ins (their load model, executors, build durations).
+    pub standin_args: Vec<String>,
 }
 
 impl Default for Spec {
@@ -224,6 +234,8 @@ impl Default for Spec {
             token_stats: false,
             start_quiet: true,
             etcd_lease: None,
+            home: None,
+            standin_args: Vec::new(),
         }
     }
 }
@@ -314,11 +326,15 @@ impl Cluster {
         fs::create_dir_all(dir).expect("cluster dir");
         let home = dir.join("jenkins_home");
         fs::create_dir_all(home.join("jobs")).expect("home");
-        fs::write(
-            home.join("config.xml"),
-            "<hudson><numExecutors>2</numExecutors></hudson>\n",
-        )
-        .expect("config");
+        if let Some(home_spec) = &spec.home {
+            home_gen::generate(&home, home_spec).expect("generate JENKINS_HOME");
+        } else {
+            fs::write(
+                home.join("config.xml"),
+                "<hudson><numExecutors>2</numExecutors></hudson>\n",
+            )
+            .expect("config");
+        }
         for j in 0..spec.jobs {
             write_job(&home, &format!("job-{j}"), &format!("job {j} v1"));
         }
@@ -574,6 +590,7 @@ impl Cluster {
             // its sidecar takes it out, once that node is the active one.
             args.push("--start-quiet".into());
         }
+        args.extend(self.spec.standin_args.iter().cloned());
         if !self.spec.token_stats {
             // The setting the README recommends for both controllers (usageStatisticsEnabled
             // false): no users/*/apiTokenStats.xml written on each authenticated call, so a
@@ -747,6 +764,95 @@ impl Cluster {
 
     pub async fn quieting_down(&self, i: usize) -> Option<bool> {
         self.jenkins_state(i).await?.get("quietingDown")?.as_bool()
+    }
+
+    /// A `/standin/...` JSON document of a live stand-in (`None` when it does not answer).
+    pub async fn standin_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        self.hosts[i].jenkins.as_ref()?;
+        let r = self
+            .request(
+                hyper::Method::GET,
+                self.hosts[i].jenkins_port,
+                &format!("/standin/{path}"),
+                Duration::from_secs(10),
+            )
+            .await?;
+        serde_json::from_slice(&r.body).ok()
+    }
+
+    /// Every timer fire a live stand-in saw: (job, slot).
+    pub async fn fires(&self, i: usize) -> Vec<(String, u64)> {
+        let Some(serde_json::Value::Array(fires)) = self.standin_json(i, "fires").await else {
+            return Vec::new();
+        };
+        fires
+            .iter()
+            .filter_map(|f| Some((f["job"].as_str()?.to_string(), f["slot"].as_u64()?)))
+            .collect()
+    }
+
+    /// The fires still waiting in a live stand-in's queue: (job, slot).
+    pub async fn queued_fires(&self, i: usize) -> Vec<(String, u64)> {
+        let Some(serde_json::Value::Array(items)) = self.standin_json(i, "queue").await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for it in &items {
+            let Some(job) = it["job"].as_str() else {
+                continue;
+            };
+            for slot in it["fireSlots"].as_array().into_iter().flatten() {
+                if let Some(slot) = slot.as_u64() {
+                    out.push((job.to_string(), slot));
+                }
+            }
+        }
+        out
+    }
+
+    /// A live stand-in's in-memory next build numbers, per job.
+    pub async fn next_numbers(&self, i: usize) -> std::collections::BTreeMap<String, u64> {
+        let Some(serde_json::Value::Object(all)) = self.standin_json(i, "next-numbers").await
+        else {
+            return Default::default();
+        };
+        all.into_iter()
+            .filter_map(|(job, n)| Some((job, n.as_u64()?)))
+            .collect()
+    }
+
+    /// The ledger of builds (see [`ledger`]): collisions in every stand-in log, duplicate and
+    /// lost fires, and whether `active`'s next numbers are above every `builds/N` on disk.
+    /// Fires less than `settle` old are not judged (they may still be queued or starting).
+    pub async fn build_ledger(&self, active: usize, settle: Duration) -> ledger::Verdict {
+        let judge_before_ms = u64::try_from(
+            (std::time::SystemTime::now() - settle)
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let mut fires = Vec::new();
+        let mut queued = std::collections::BTreeSet::new();
+        for i in 0..self.hosts.len() {
+            fires.extend(self.fires(i).await);
+            queued.extend(self.queued_fires(i).await);
+        }
+        let home = self.home.clone();
+        let builds = tokio::task::spawn_blocking(move || ledger::disk_builds(&home))
+            .await
+            .unwrap_or_default();
+        let highest = ledger::highest_numbers(&builds);
+        let next = self.next_numbers(active).await;
+        ledger::judge(
+            &builds,
+            &fires,
+            &queued,
+            judge_before_ms,
+            ledger::logged_collisions(&self.dir),
+            &highest,
+            &next,
+        )
     }
 
     /// A request through HAProxy's HTTP frontend: (status, which stand-in answered).

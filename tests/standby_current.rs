@@ -417,7 +417,7 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
 
     goal.send(JenkinsGoal::of(Mode::Standby {
         prepare: None,
-        sweep_before: None,
+        sweep: None,
     }))
     .unwrap();
     let followed = c
@@ -448,7 +448,7 @@ async fn edits_during_a_switchover_preparation_reach_the_target_nested_ones_too(
         &c,
         JenkinsGoal::of(Mode::Standby {
             prepare: Some(1),
-            sweep_before: None,
+            sweep: None,
         }),
     );
     let prepared = c

@@ -142,6 +142,9 @@
 //!   "collided": bool}]`.
 //! - `GET /standin/next-numbers[?job=F/B]` → in-memory next build numbers: `{"F/B": 7, …}` (every job, or
 //!   the one asked for; 404 for an unknown job).
+//! - `GET /standin/fires` → every timer fire of this process (the newest 500,000), in order:
+//!   `[{"job", "slot"}]` (`slot`: the fire's instant, ms since the epoch; also its
+//!   `inQueueSince` and an entry of a build's `fireSlots`).
 //! - `GET /standin/queue` → `[{"id", "job", "inQueueSince", "fireSlots": […], "causes":
 //!   [{"shortDescription", "count"}], "why", "blocked"}]`.
 //! - `POST /standin/fail-reloads?on=true|false` → full reloads started from now on end in failure.
@@ -198,6 +201,9 @@ use tree::Tree;
 
 /// The Jenkins version the stand-in claims to be.
 const JENKINS_VERSION: &str = "2.462.3";
+
+/// How many timer fires `/standin/fires` keeps.
+pub const FIRES_KEPT: usize = 500_000;
 const JSON: &str = "application/json;charset=utf-8";
 const HTML: &str = "text/html;charset=utf-8";
 
@@ -391,6 +397,9 @@ struct State {
     running_jobs: BTreeMap<String, u64>,
     timers: BTreeMap<String, Timer>,
     timer_fires: u64,
+    /// Every timer fire of this process, in order: (job full name, slot in ms); the newest
+    /// `FIRES_KEPT` of them.
+    fires: std::collections::VecDeque<(Arc<str>, u64)>,
     builds_started: u64,
     collisions: u64,
     last_build_loads: u64,
@@ -1663,7 +1672,7 @@ fn control(sh: &Arc<Shared>, method: &Method, segments: &[String], query: Option
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let bad = |msg: &str| json_resp(StatusCode::BAD_REQUEST, &json!({"error": msg}));
     match seg.as_slice() {
-        ["state" | "builds" | "next-numbers" | "queue"]
+        ["state" | "builds" | "next-numbers" | "queue" | "fires"]
             if method != Method::GET && method != Method::HEAD =>
         {
             method_not_allowed("GET")
@@ -1674,6 +1683,15 @@ fn control(sh: &Arc<Shared>, method: &Method, segments: &[String], query: Option
         ),
         ["builds"] => json_resp(StatusCode::OK, &builds_json(sh)),
         ["queue"] => json_resp(StatusCode::OK, &standin_queue_json(sh)),
+        ["fires"] => {
+            let st = sh.lock();
+            let fires: Vec<Value> = st
+                .fires
+                .iter()
+                .map(|(job, slot)| json!({"job": &**job, "slot": slot}))
+                .collect();
+            json_resp(StatusCode::OK, &Value::Array(fires))
+        }
         ["next-numbers"] => {
             let st = sh.lock();
             match query_param(query, "job").map(percent_decode) {

@@ -171,12 +171,12 @@ impl QueueWatch {
 }
 
 /// On a standby: the queued builds the live active certainly built, to cancel: those whose
-/// newest request came before `before_ms` (wall clock; the decision's `sweep_before`, see
-/// [`super::Decision::sweep_before`]).
-pub fn sweep(queue: &[QueuedBuild], before_ms: u64) -> Vec<u64> {
+/// requests all came within `[from_ms, before_ms)` (wall clock; the decision's sweep window,
+/// see [`super::SweepWindow`]).
+pub fn sweep(queue: &[QueuedBuild], from_ms: u64, before_ms: u64) -> Vec<u64> {
     queue
         .iter()
-        .filter(|q| q.newest_by_ms < before_ms)
+        .filter(|q| q.queued_at_ms >= from_ms && q.newest_by_ms < before_ms)
         .map(|q| q.id)
         .collect()
 }
@@ -296,8 +296,8 @@ mod tests {
         at_promotion[0].last_build_ms = Some(12_020);
         assert_eq!(triage(&at_promotion, 200), [1]);
         // A live active's sweep keeps it until the newest fire is old enough.
-        assert!(sweep(&third, 13_000).is_empty());
-        assert_eq!(sweep(&third, 13_501), [1]);
+        assert!(sweep(&third, 0, 13_000).is_empty());
+        assert_eq!(sweep(&third, 0, 13_501), [1]);
     }
 
     #[test]
@@ -321,12 +321,14 @@ mod tests {
     #[test]
     fn the_standby_cancels_only_fires_the_live_active_certainly_built() {
         let queue = [q(1, 10_000, None), q(2, 14_000, None), q(3, 15_500, None)];
-        assert_eq!(sweep(&queue, 15_000), [1, 2]);
-        assert_eq!(sweep(&queue, 10_001), [1]);
+        assert_eq!(sweep(&queue, 0, 15_000), [1, 2]);
+        assert_eq!(sweep(&queue, 0, 10_001), [1]);
         assert!(
-            sweep(&queue, 10_000).is_empty(),
+            sweep(&queue, 0, 10_000).is_empty(),
             "queued exactly at the edge: kept"
         );
+        // Queued before the active's Jenkins was seen serving: kept (it may never have fired).
+        assert_eq!(sweep(&queue, 12_000, 16_000), [2, 3]);
     }
 
     #[test]

@@ -165,19 +165,19 @@ impl Actor {
 /// decision that only claims leaves it as it is), and the latest fencing and restart asked for.
 pub fn merge_jenkins_goal(goal: &mut JenkinsGoal, decision: &Decision) {
     let mut mode = None;
-    let sweep_before = decision.sweep_before;
+    let sweep = decision.sweep;
     for action in &decision.actions {
         match action {
             Action::KeepQuiet => {
                 mode.get_or_insert(Mode::Standby {
                     prepare: None,
-                    sweep_before,
+                    sweep,
                 });
             }
             Action::PrepareTakeover { term } => {
                 mode = Some(Mode::Standby {
                     prepare: Some(*term),
-                    sweep_before: None,
+                    sweep: None,
                 })
             }
             Action::CatchUp {

@@ -32,8 +32,9 @@ use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
 use crate::core::catch_up::{
-    catch_up_kind, sweep, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
+    self, catch_up_kind, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
 };
+use crate::core::SweepWindow;
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
 use crate::io::clock;
 use crate::io::jenkins::{JenkinsClient, JenkinsError};
@@ -55,10 +56,10 @@ pub enum Mode {
     /// Starting: leave it as it is. Changes seen on disk meanwhile wait in the watcher.
     Leave,
     /// Keep it in quiet-down and follow JENKINS_HOME; `prepare`: catch up for that handed-over
-    /// term. `sweep_before`: cancel the builds queued before then (the live active built them).
+    /// term. `sweep`: cancel the builds queued in that window (the live active built them).
     Standby {
         prepare: Option<u64>,
-        sweep_before: Option<Mono>,
+        sweep: Option<SweepWindow>,
     },
     /// Catch up for `term`, still quiet (`prepared`: a switchover did the first pass); the final
     /// pass once `final_pass` (the other nodes' Jenkins are fenced).
@@ -374,12 +375,9 @@ impl JenkinsControl {
         self.track_jvm(home_watch.is_some());
         match mode {
             Mode::Leave => {}
-            Mode::Standby {
-                prepare,
-                sweep_before,
-            } => {
+            Mode::Standby { prepare, sweep } => {
                 self.keep_quiet().await;
-                self.watch_queue(*sweep_before).await;
+                self.watch_queue(*sweep).await;
                 if let Some(term) = prepare {
                     let changed = home_watch.as_ref().is_some_and(|w| w.pending());
                     if changed && self.snapshot().prepared_for == Some(*term) {
@@ -555,9 +553,9 @@ impl JenkinsControl {
     }
 
     /// On a quiet Jenkins, at most every five intervals: lists its queue (to date the requests
-    /// folded into each item, see [`QueueWatch`]) and, with `sweep_before`, cancels the builds
-    /// the live active certainly built (see [`crate::core::catch_up::sweep`]).
-    async fn watch_queue(&self, sweep_before: Option<Mono>) {
+    /// folded into each item, see [`QueueWatch`]) and, with a `sweep` window, cancels the
+    /// builds the live active certainly built (see [`crate::core::catch_up::sweep`]).
+    async fn watch_queue(&self, sweep: Option<SweepWindow>) {
         {
             let mut last = lock(&self.last_listing);
             if last.is_some_and(|t| t.elapsed() < self.interval * 5) {
@@ -568,8 +566,8 @@ impl JenkinsControl {
         let Some(queued) = self.list_queue().await else {
             return;
         };
-        let Some(before) = sweep_before else { return };
-        let cancel = sweep(&queued, wall_ms(before));
+        let Some(window) = sweep else { return };
+        let cancel = catch_up::sweep(&queued, wall_ms(window.from), wall_ms(window.before));
         let cancelled = self.cancel_queued(&cancel).await;
         if cancelled > 0 {
             tracing::debug!("cancelled {cancelled} build(s) the active already ran, queued on this quiet standby");

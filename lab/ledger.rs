@@ -1,0 +1,214 @@
+//! Dev-only: the ledger of builds for the scale tests and the benchmarks. It answers the three
+//! questions a Jenkins admin asks after a failover with builds running:
+//!
+//! - **Collisions**: did a controller start a build with a stale number and overwrite
+//!   `builds/N` of a build the other one ran? Counted from the stand-ins' logs (every process
+//!   that ever ran, killed ones included), where each is logged in capitals.
+//! - **Duplicates**: was one timer fire built twice? Every build record on disk names the fire
+//!   slots it covers (`<standinFireSlots>`); a (job, slot) in two records is a duplicate.
+//! - **Lost fires**: did a fire that a running controller saw go unbuilt? Each live stand-in
+//!   lists every fire it saw (`/standin/fires`); a fire that no record covers, that no queue
+//!   still holds and that is old enough to have been built is lost.
+//!
+//! Plus the check of the numbers themselves: the active's in-memory next number of every job
+//! is above every `builds/N` on disk.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// One build record on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskBuild {
+    pub job: String,
+    pub number: u64,
+    pub controller: String,
+    pub slots: Vec<u64>,
+}
+
+/// What the ledger found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Build records on disk.
+    pub builds: usize,
+    /// Build records written by the stand-ins during the run (with a controller).
+    pub run_builds: usize,
+    /// Fires seen by the live stand-ins, old enough to be judged.
+    pub fires_judged: usize,
+    pub collisions: usize,
+    /// (job, slot) built more than once, with the records.
+    pub duplicates: Vec<String>,
+    /// (job, slot) seen, never built, not queued.
+    pub lost: Vec<String>,
+    /// Jobs whose next number on the active is not above every `builds/N`.
+    pub stale_numbers: Vec<String>,
+}
+
+impl Verdict {
+    pub fn clean(&self) -> bool {
+        self.collisions == 0
+            && self.duplicates.is_empty()
+            && self.lost.is_empty()
+            && self.stale_numbers.is_empty()
+    }
+
+    /// One line for a test failure or a benchmark note.
+    pub fn summary(&self) -> String {
+        let some = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        format!(
+            "{} records ({} built in the run), {} fires judged: {} collisions, {} duplicates [{}], {} lost [{}], {} stale next numbers [{}]",
+            self.builds,
+            self.run_builds,
+            self.fires_judged,
+            self.collisions,
+            self.duplicates.len(),
+            some(&self.duplicates),
+            self.lost.len(),
+            some(&self.lost),
+            self.stale_numbers.len(),
+            some(&self.stale_numbers),
+        )
+    }
+}
+
+fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(&xml[start..end])
+}
+
+/// Every build record under `home/jobs`, through folders.
+pub fn disk_builds(home: &Path) -> Vec<DiskBuild> {
+    fn walk(jobs: &Path, prefix: &str, out: &mut Vec<DiskBuild>) {
+        let Ok(entries) = fs::read_dir(jobs) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let full = format!("{prefix}{name}");
+            if dir.join("jobs").is_dir() {
+                walk(&dir.join("jobs"), &format!("{full}/"), out);
+            }
+            let Ok(builds) = fs::read_dir(dir.join("builds")) else {
+                continue;
+            };
+            for b in builds.flatten() {
+                let Ok(xml) = fs::read_to_string(b.path().join("build.xml")) else {
+                    continue;
+                };
+                let number = tag(&xml, "number")
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                let controller = tag(&xml, "standinController").unwrap_or("").to_string();
+                let slots = tag(&xml, "standinFireSlots")
+                    .map(|s| {
+                        s.split("<slot>")
+                            .filter_map(|p| p.split("</slot>").next()?.trim().parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(DiskBuild {
+                    job: full.clone(),
+                    number,
+                    controller,
+                    slots,
+                });
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&home.join("jobs"), "", &mut out);
+    out
+}
+
+/// The highest `builds/N` on disk per job.
+pub fn highest_numbers(builds: &[DiskBuild]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for b in builds {
+        let e = out.entry(b.job.clone()).or_default();
+        *e = (*e).max(b.number);
+    }
+    out
+}
+
+/// Build-number collisions logged by every stand-in process whose log is in `dir`.
+pub fn logged_collisions(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-jenkins.log"))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .map(|log| log.matches("BUILD NUMBER COLLISION").count())
+        .sum()
+}
+
+/// Judges a run.
+///
+/// - `builds`: the records on disk (read after the fires and the queues);
+/// - `fires`: the fires the live stand-ins saw, (job, slot);
+/// - `queued`: (job, slot) still waiting in a live stand-in's queue or running;
+/// - `judge_before_ms`: fires at or after this are too recent to judge;
+/// - `collisions`: from [`logged_collisions`];
+/// - `highest`: the highest `builds/N` per job, read before `next_numbers`, the active's
+///   in-memory next numbers (which only grow, so a build starting in between is no failure).
+pub fn judge(
+    builds: &[DiskBuild],
+    fires: &[(String, u64)],
+    queued: &BTreeSet<(String, u64)>,
+    judge_before_ms: u64,
+    collisions: usize,
+    highest: &BTreeMap<String, u64>,
+    next_numbers: &BTreeMap<String, u64>,
+) -> Verdict {
+    let mut built: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    for b in builds {
+        for s in &b.slots {
+            built
+                .entry((b.job.clone(), *s))
+                .or_default()
+                .push(format!("#{} by {}", b.number, b.controller));
+        }
+    }
+    let duplicates = built
+        .iter()
+        .filter(|(_, by)| by.len() > 1)
+        .map(|((job, slot), by)| format!("{job}@{slot} built {}", by.join(" and ")))
+        .collect();
+    let judged: BTreeSet<&(String, u64)> = fires
+        .iter()
+        .filter(|(_, slot)| *slot < judge_before_ms)
+        .collect();
+    let lost = judged
+        .iter()
+        .filter(|f| !built.contains_key(f) && !queued.contains(f))
+        .map(|(job, slot)| format!("{job}@{slot}"))
+        .collect();
+    let stale_numbers = highest
+        .iter()
+        .filter(|(job, n)| next_numbers.get(*job).is_none_or(|next| next <= n))
+        .map(|(job, n)| {
+            format!(
+                "{job}: next {} but builds/{n} exists",
+                next_numbers
+                    .get(job)
+                    .map_or("unknown".to_string(), u64::to_string)
+            )
+        })
+        .collect();
+    Verdict {
+        builds: builds.len(),
+        run_builds: builds.iter().filter(|b| !b.controller.is_empty()).count(),
+        fires_judged: judged.len(),
+        collisions,
+        duplicates,
+        lost,
+        stale_numbers,
+    }
+}
