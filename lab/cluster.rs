@@ -325,10 +325,11 @@ impl Cluster {
         binaries();
         fs::create_dir_all(dir).expect("cluster dir");
         let home = dir.join("jenkins_home");
-        fs::create_dir_all(home.join("jobs")).expect("home");
         if let Some(home_spec) = &spec.home {
             home_gen::generate(&home, home_spec).expect("generate JENKINS_HOME");
-        } else {
+        }
+        fs::create_dir_all(home.join("jobs")).expect("home");
+        if spec.home.is_none() {
             fs::write(
                 home.join("config.xml"),
                 "<hudson><numExecutors>2</numExecutors></hudson>\n",

@@ -33,7 +33,7 @@ pub struct DiskBuild {
 pub struct Verdict {
     /// Build records on disk.
     pub builds: usize,
-    /// Build records written by the stand-ins during the run (with a controller).
+    /// Build records of timer fires (the generated history has none).
     pub run_builds: usize,
     /// Fires seen by the live stand-ins, old enough to be judged.
     pub fires_judged: usize,
@@ -204,7 +204,7 @@ pub fn judge(
         .collect();
     Verdict {
         builds: builds.len(),
-        run_builds: builds.iter().filter(|b| !b.controller.is_empty()).count(),
+        run_builds: builds.iter().filter(|b| !b.slots.is_empty()).count(),
         fires_judged: judged.len(),
         collisions,
         duplicates,

@@ -415,11 +415,8 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
         Some("job 0 v1")
     );
 
-    goal.send(JenkinsGoal::of(Mode::Standby {
-        prepare: None,
-        sweep: None,
-    }))
-    .unwrap();
+    goal.send(JenkinsGoal::of(Mode::Standby { prepare: None }))
+        .unwrap();
     let followed = c
         .wait(Duration::from_secs(10), || async {
             let ok = description(&c, 0, "job-0").await.as_deref() == Some("edited while starting")
@@ -444,13 +441,8 @@ async fn edits_seen_while_starting_reach_the_standby_once_it_knows_its_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_during_a_switchover_preparation_reach_the_target_nested_ones_too() {
     let c = in_process_cluster();
-    let (state, _goal, task) = in_process_control(
-        &c,
-        JenkinsGoal::of(Mode::Standby {
-            prepare: Some(1),
-            sweep: None,
-        }),
-    );
+    let (state, _goal, task) =
+        in_process_control(&c, JenkinsGoal::of(Mode::Standby { prepare: Some(1) }));
     let prepared = c
         .wait(Duration::from_secs(10), || async {
             let s = state.lock().unwrap();

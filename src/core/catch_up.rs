@@ -10,12 +10,12 @@
 //!   loaded state is unknown (the sidecar started while it was already running, and has not
 //!   finished checking it item by item).
 //! - Queue: timer and SCM triggers keep firing on a quiet standby, and each fire queues a build
-//!   that `cancelQuietDown` would start at once. While a live active builds, the standby cancels
-//!   the items queued long enough before the active's last renewal that the active was
-//!   certainly healthy then (it built that fire). At promotion, an item is cancelled when its
-//!   job's last build (re-read from disk) started after the item's newest request (the old
-//!   active built that fire); any other item holds a fire the old active never built, and it
-//!   starts with the promotion. Jenkins folds requests for one job into one item that keeps the
+//!   that `cancelQuietDown` would start at once. An item is cancelled once its job's last build
+//!   (as the standby's Jenkins loaded it from disk, which the watcher keeps current) started
+//!   after the item's newest request: the other controller built that fire. The standby does
+//!   this every few intervals, and the promotion once more after its final pass; any item left
+//!   holds a fire the old active never built, and it starts with the promotion. Time alone
+//!   proves nothing: a busy active may hold a fire in its own queue for minutes. Jenkins folds requests for one job into one item that keeps the
 //!   first one's `inQueueSince`, so the standby lists its queue every few intervals to date the
 //!   newest request ([`QueueWatch`]).
 
@@ -170,19 +170,8 @@ impl QueueWatch {
     }
 }
 
-/// On a standby: the queued builds the live active certainly built, to cancel: those whose
-/// requests all came within `[from_ms, before_ms)` (wall clock; the decision's sweep window,
-/// see [`super::SweepWindow`]).
-pub fn sweep(queue: &[QueuedBuild], from_ms: u64, before_ms: u64) -> Vec<u64> {
-    queue
-        .iter()
-        .filter(|q| q.queued_at_ms >= from_ms && q.newest_by_ms < before_ms)
-        .map(|q| q.id)
-        .collect()
-}
-
-/// At a promotion: the queued builds the old active already built, to cancel: its last build
-/// of that job started after the item's newest request (less `tolerance_ms` for the clocks of
+/// The queued builds another controller already ran, to cancel (on a standby, and at a
+/// promotion): its last build of that job started after the item's newest request (less `tolerance_ms` for the clocks of
 /// two hosts), and, for an item folding several requests, was not the build of the first one
 /// (it started more than `tolerance_ms` after it). The others hold a fire the old active never
 /// built, and start with the promotion.
@@ -295,9 +284,6 @@ mod tests {
         // Had it built the second one too, the item goes.
         at_promotion[0].last_build_ms = Some(12_020);
         assert_eq!(triage(&at_promotion, 200), [1]);
-        // A live active's sweep keeps it until the newest fire is old enough.
-        assert!(sweep(&third, 0, 13_000).is_empty());
-        assert_eq!(sweep(&third, 0, 13_501), [1]);
     }
 
     #[test]
@@ -316,19 +302,6 @@ mod tests {
             (again[0].newest_after_ms, again[0].newest_by_ms),
             (22_500, 22_500)
         );
-    }
-
-    #[test]
-    fn the_standby_cancels_only_fires_the_live_active_certainly_built() {
-        let queue = [q(1, 10_000, None), q(2, 14_000, None), q(3, 15_500, None)];
-        assert_eq!(sweep(&queue, 0, 15_000), [1, 2]);
-        assert_eq!(sweep(&queue, 0, 10_001), [1]);
-        assert!(
-            sweep(&queue, 0, 10_000).is_empty(),
-            "queued exactly at the edge: kept"
-        );
-        // Queued before the active's Jenkins was seen serving: kept (it may never have fired).
-        assert_eq!(sweep(&queue, 12_000, 16_000), [2, 3]);
     }
 
     #[test]

@@ -95,9 +95,6 @@ pub struct Core {
     broken: Option<Broken>,
     /// The JVM (session) we last asked `restart_command` to restart.
     restart_asked: Option<u64>,
-    /// Since when the holder's heartbeats have said, without a break, that its Jenkins is up
-    /// and active (for the standby's queue sweep); reset by any tick that does not look.
-    holder_serving_since: Option<(String, Mono)>,
 }
 
 impl Core {
@@ -112,7 +109,6 @@ impl Core {
             forced: None,
             broken: None,
             restart_asked: None,
-            holder_serving_since: None,
         }
     }
 
@@ -685,7 +681,6 @@ impl Core {
             )
         };
         let blocker = jenkins.blocker.clone();
-        let serving_since = self.holder_serving_since.take();
 
         if obs.command == Some(Command::ForceTakeover) {
             self.forced = Some(now);
@@ -866,34 +861,6 @@ impl Core {
         };
         let Some((why_claim, why_takeover)) = takeover else {
             self.due_since = None;
-            // A live holder renewed when we saw its counter move (within an interval before).
-            // A Jenkins failing goes unnoticed by its node for less than `lease_timeout` before
-            // it releases the term, so fires queued that long before that renewal were built,
-            // if its Jenkins was up and active then (its heartbeats said so since `from`).
-            let holder_serving = obs.peers.iter().any(|peer| {
-                peer.name == view.holder
-                    && p.timing.peer_fresh(peer.age)
-                    && peer.role == Role::Active
-                    && peer.jenkins_healthy
-            });
-            let from = match serving_since {
-                _ if !holder_serving => None,
-                Some((name, since)) if name == view.holder => Some(since),
-                _ => Some(now),
-            };
-            self.holder_serving_since = from.map(|f| (view.holder.clone(), f));
-            let sweep = from
-                .filter(|_| view.holder != p.node && !view.released)
-                .map(|from| SweepWindow {
-                    from,
-                    before: self
-                        .watched
-                        .as_ref()
-                        .map(|w| w.since)
-                        .unwrap_or(now)
-                        .saturating_sub(p.timing.interval + p.timing.lease_timeout),
-                })
-                .filter(|w| w.before > w.from);
             let mut text = format!(
                 "standby: {} holds term {} and renewed {} ago",
                 view.holder,
@@ -925,9 +892,7 @@ impl Core {
                 }
                 text.push_str(&format!(" ({why})"));
             }
-            let mut d = standby(ReasonKind::Standby, text);
-            d.sweep = sweep;
-            return d;
+            return standby(ReasonKind::Standby, text);
         };
         if paused {
             return standby(
@@ -1018,7 +983,6 @@ fn decision(role: Role, actions: Vec<Action>, reason: Reason) -> Decision {
         jenkins_healthy: false,
         jenkins_broken: false,
         jenkins_reloading: false,
-        sweep: None,
     }
 }
 

@@ -274,20 +274,6 @@ pub struct Decision {
     pub jenkins_broken: bool,
     /// A full reload of ours is running (Jenkins answers 503 until it is over).
     pub jenkins_reloading: bool,
-    /// On a standby with a live, serving active: the builds our quiet Jenkins queued in this
-    /// window were fires the active certainly built, so the standby cancels them, and its queue
-    /// never holds more than the last few seconds of fires.
-    pub sweep: Option<SweepWindow>,
-}
-
-/// Fires in `[from, before)` were built by the live active: from when its heartbeats first
-/// said its Jenkins was up and active (a Jenkins that reloads or is down fires nothing), to
-/// long enough before its last renewal that its node would have released the term had its
-/// Jenkins failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SweepWindow {
-    pub from: Mono,
-    pub before: Mono,
 }
 
 /// What a lease write came to; fed back with [`super::Core::record`].

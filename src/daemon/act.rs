@@ -165,19 +165,14 @@ impl Actor {
 /// decision that only claims leaves it as it is), and the latest fencing and restart asked for.
 pub fn merge_jenkins_goal(goal: &mut JenkinsGoal, decision: &Decision) {
     let mut mode = None;
-    let sweep = decision.sweep;
     for action in &decision.actions {
         match action {
             Action::KeepQuiet => {
-                mode.get_or_insert(Mode::Standby {
-                    prepare: None,
-                    sweep,
-                });
+                mode.get_or_insert(Mode::Standby { prepare: None });
             }
             Action::PrepareTakeover { term } => {
                 mode = Some(Mode::Standby {
                     prepare: Some(*term),
-                    sweep: None,
                 })
             }
             Action::CatchUp {

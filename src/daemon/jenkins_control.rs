@@ -32,9 +32,8 @@ use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
 use crate::core::catch_up::{
-    self, catch_up_kind, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
+    catch_up_kind, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
 };
-use crate::core::SweepWindow;
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
 use crate::io::clock;
 use crate::io::jenkins::{JenkinsClient, JenkinsError};
@@ -50,17 +49,17 @@ const RESYNC_CHUNK: usize = 50;
 /// last build of that job.
 const QUEUE_TOLERANCE_MS: u64 = 1_000;
 
+/// At most this many queued jobs' last builds are read per sweep of a standby's queue.
+const SWEEP_CHECKS: usize = 200;
+
 /// The mode the decision wants the local Jenkins in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Starting: leave it as it is. Changes seen on disk meanwhile wait in the watcher.
     Leave,
     /// Keep it in quiet-down and follow JENKINS_HOME; `prepare`: catch up for that handed-over
-    /// term. `sweep`: cancel the builds queued in that window (the live active built them).
-    Standby {
-        prepare: Option<u64>,
-        sweep: Option<SweepWindow>,
-    },
+    /// term. Builds its queue holds that the active already ran are cancelled.
+    Standby { prepare: Option<u64> },
     /// Catch up for `term`, still quiet (`prepared`: a switchover did the first pass); the final
     /// pass once `final_pass` (the other nodes' Jenkins are fenced).
     Promote {
@@ -375,9 +374,9 @@ impl JenkinsControl {
         self.track_jvm(home_watch.is_some());
         match mode {
             Mode::Leave => {}
-            Mode::Standby { prepare, sweep } => {
+            Mode::Standby { prepare } => {
                 self.keep_quiet().await;
-                self.watch_queue(*sweep).await;
+                self.watch_queue().await;
                 if let Some(term) = prepare {
                     let changed = home_watch.as_ref().is_some_and(|w| w.pending());
                     if changed && self.snapshot().prepared_for == Some(*term) {
@@ -408,7 +407,7 @@ impl JenkinsControl {
                 final_pass,
             } => {
                 self.keep_quiet().await;
-                self.watch_queue(None).await;
+                self.watch_queue().await;
                 let phase = self
                     .snapshot()
                     .catch_up
@@ -553,9 +552,9 @@ impl JenkinsControl {
     }
 
     /// On a quiet Jenkins, at most every five intervals: lists its queue (to date the requests
-    /// folded into each item, see [`QueueWatch`]) and, with a `sweep` window, cancels the
-    /// builds the live active certainly built (see [`crate::core::catch_up::sweep`]).
-    async fn watch_queue(&self, sweep: Option<SweepWindow>) {
+    /// folded into each item, see [`QueueWatch`]) and cancels the builds the active already
+    /// ran (see [`crate::core::catch_up::triage`]).
+    async fn watch_queue(&self) {
         {
             let mut last = lock(&self.last_listing);
             if last.is_some_and(|t| t.elapsed() < self.interval * 5) {
@@ -563,14 +562,11 @@ impl JenkinsControl {
             }
             *last = Some(std::time::Instant::now());
         }
-        let Some(queued) = self.list_queue().await else {
-            return;
-        };
-        let Some(window) = sweep else { return };
-        let cancel = catch_up::sweep(&queued, wall_ms(window.from), wall_ms(window.before));
-        let cancelled = self.cancel_queued(&cancel).await;
+        let cancelled = self.cancel_built(SWEEP_CHECKS).await;
         if cancelled > 0 {
-            tracing::debug!("cancelled {cancelled} build(s) the active already ran, queued on this quiet standby");
+            tracing::debug!(
+                "cancelled {cancelled} queued build(s) on this quiet Jenkins: the active ran them"
+            );
         }
     }
 
@@ -848,20 +844,40 @@ impl JenkinsControl {
     /// At promotion: the queued builds whose fire the old active built (see
     /// [`crate::core::catch_up::triage`]) are cancelled. Returns how many.
     async fn triage_queue(&self) -> usize {
-        let Some(mut queued) = self.list_queue().await else {
-            tracing::warn!("the queue could not be read before leaving quiet-down");
+        self.cancel_built(usize::MAX).await
+    }
+
+    /// Lists the queue, reads the last build of (at most `checks`) queued jobs as this Jenkins
+    /// has it loaded, and cancels the items whose newest fire a build of the other controller
+    /// covered (see [`crate::core::catch_up::triage`]). Returns how many went.
+    async fn cancel_built(&self, checks: usize) -> usize {
+        let Some(queued) = self.list_queue().await else {
             return 0;
         };
-        for q in &mut queued {
+        let mut checked = Vec::with_capacity(queued.len().min(checks));
+        for mut q in queued.into_iter().take(checks) {
             q.last_build_ms = match self.client.last_build_started(&q.job).await {
                 Ok(started) => started,
                 Err(e) => {
-                    tracing::warn!("the last build of {}: {e}", q.job);
+                    tracing::debug!("the last build of {}: {e}", q.job);
                     None
                 }
             };
+            checked.push(q);
         }
-        let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
+        let cancel = triage(&checked, QUEUE_TOLERANCE_MS);
+        for q in &checked {
+            tracing::debug!(
+                "queue item {} ({}): {} request(s), the newest after {} and by {}; last build started {:?}: {}",
+                q.id,
+                q.job,
+                q.requests,
+                q.newest_after_ms,
+                q.newest_by_ms,
+                q.last_build_ms,
+                if cancel.contains(&q.id) { "built already, cancelled" } else { "kept" }
+            );
+        }
         self.cancel_queued(&cancel).await
     }
 
@@ -1090,11 +1106,6 @@ impl JenkinsControl {
         }
         note(format!("applied: {plan}"));
     }
-}
-
-/// The wall-clock milliseconds of an instant of the daemon's clock.
-fn wall_ms(at: Mono) -> u64 {
-    unix_ms().saturating_sub(clock::now().saturating_sub(at).as_millis() as u64)
 }
 
 /// The next plan of the watcher, or never when there is none. Without `hand_out`, the watcher

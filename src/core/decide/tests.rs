@@ -243,52 +243,6 @@ fn standby_follows_a_live_holder() {
     );
 }
 
-/// A heartbeat from `name`, `age_ms` old, saying its role and whether its Jenkins is up.
-fn heard(name: &str, role: Role, jenkins_healthy: bool, age_ms: u64) -> PeerObs {
-    PeerObs {
-        name: name.into(),
-        role,
-        term: 7,
-        jenkins_healthy,
-        current: true,
-        priority: 1,
-        age: Duration::from_millis(age_ms),
-    }
-}
-
-#[test]
-fn the_standby_sweeps_only_fires_of_a_time_the_active_was_seen_serving() {
-    let mut c = core("b", "a");
-    let at = |now_ms: u64, counter: u64, peer: Option<PeerObs>| {
-        let mut o = obs(now_ms, term(7, "a", counter), healthy());
-        o.peers = peer.into_iter().collect();
-        o
-    };
-    // No heartbeat: nothing is known of its Jenkins, so nothing is swept.
-    let d = c.decide(&at(0, 1, None));
-    assert_eq!(d.sweep, None);
-    // Heartbeats say its Jenkins serves, from 1 s on.
-    c.decide(&at(1_000, 2, Some(heard("a", Role::Active, true, 100))));
-    let d = c.decide(&at(9_000, 10, Some(heard("a", Role::Active, true, 100))));
-    assert_eq!(
-        d.sweep,
-        Some(SweepWindow {
-            from: 1_000 * MS,
-            before: (9_000 - 1_000 - 5_000) * MS
-        }),
-        "fires from when it was seen serving to a lease before its renewal"
-    );
-    // Its Jenkins reloads (503, no timers): the window closes, and restarts afterwards.
-    let d = c.decide(&at(10_000, 11, Some(heard("a", Role::Active, false, 100))));
-    assert_eq!(d.sweep, None);
-    c.decide(&at(11_000, 12, Some(heard("a", Role::Active, true, 100))));
-    let d = c.decide(&at(20_000, 21, Some(heard("a", Role::Active, true, 100))));
-    assert_eq!(d.sweep.map(|w| w.from), Some(11_000 * MS));
-    // A stale heartbeat says nothing.
-    let d = c.decide(&at(21_000, 22, Some(heard("a", Role::Active, true, 3_100))));
-    assert_eq!(d.sweep, None);
-}
-
 #[test]
 fn standby_claims_only_after_lease_timeout_of_stillness() {
     let mut c = core("b", "a");
