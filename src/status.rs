@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::cluster::Candidate;
 use crate::core::Role;
 
 /// A finished reload, for `status`.
@@ -88,6 +89,13 @@ pub struct NodeStatus {
     /// Reloads of this node's Jenkins.
     #[serde(default)]
     pub reloads: Reloads,
+    /// The version of this node's jenkins-ha (empty from a node older than this field).
+    #[serde(default)]
+    pub version: String,
+    /// Why the answering node's last heartbeat to this node failed (only for the other nodes,
+    /// and only while it fails): "TLS: certificate verify failed: ...", "connection refused".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_error: Option<String>,
 }
 
 /// Reload counts and the last reload of one node's Jenkins.
@@ -121,6 +129,8 @@ impl NodeStatus {
             contradiction: None,
             watch: None,
             reloads: Reloads::default(),
+            version: String::new(),
+            heartbeat_error: None,
         }
     }
 }
@@ -175,6 +185,67 @@ pub struct ClusterStatus {
     pub haproxy: Vec<SocketStatus>,
 }
 
+impl ClusterStatus {
+    /// Every node as a switchover sees it ([`crate::core::cluster::switchover`]).
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.nodes
+            .iter()
+            .map(|n| Candidate {
+                name: n.name.clone(),
+                role: n.role,
+                jenkins_healthy: n.jenkins_healthy,
+                jenkins_broken: n.reload_failed,
+                jenkins: if n.reload_failed {
+                    "stuck after a failed reload".into()
+                } else {
+                    n.jenkins.clone()
+                },
+                priority: n.priority,
+                current: n.current,
+            })
+            .collect()
+    }
+}
+
+/// A node's version as the table shows it: `-` for a node never heard from, `?` for one older
+/// than the version field.
+fn version_cell(n: &NodeStatus) -> String {
+    if !n.version.is_empty() {
+        n.version.clone()
+    } else if n.role == Role::Unreachable && n.last_heard_s.is_none() {
+        "-".into()
+    } else {
+        "?".into()
+    }
+}
+
+/// The line flagging nodes that run different versions (a rolling upgrade half done), if any.
+fn version_mismatch(nodes: &[NodeStatus]) -> Option<String> {
+    let known: Vec<(&str, String)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), version_cell(n)))
+        .filter(|(_, v)| v != "-")
+        .collect();
+    let first = &known.first()?.1;
+    if known.iter().all(|(_, v)| v == first) {
+        return None;
+    }
+    let list = known
+        .iter()
+        .map(|(name, v)| {
+            if v == "?" {
+                format!("{name} an older version")
+            } else {
+                format!("{name} {v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "Versions differ: {list}; finish the upgrade (the standby first, then the active)\n"
+    ))
+}
+
 /// Renders the status as a table, like `patronictl list`.
 pub fn render_table(status: &ClusterStatus) -> String {
     let mut out = String::new();
@@ -192,8 +263,16 @@ pub fn render_table(status: &ClusterStatus) -> String {
             ""
         }
     ));
-    let headers = ["Node", "Role", "Term", "Jenkins", "HAProxy", "Last reason"];
-    let rows: Vec<[String; 6]> = status
+    let headers = [
+        "Node",
+        "Role",
+        "Term",
+        "Jenkins",
+        "HAProxy",
+        "Version",
+        "Last reason",
+    ];
+    let rows: Vec<[String; 7]> = status
         .nodes
         .iter()
         .map(|n| {
@@ -209,6 +288,7 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 n.term.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
                 jenkins,
                 n.haproxy.clone(),
+                version_cell(n),
                 n.reason.clone(),
             ]
         })
@@ -234,7 +314,16 @@ pub fn render_table(status: &ClusterStatus) -> String {
     for row in &rows {
         out.push_str(&line(row));
     }
+    if let Some(line) = version_mismatch(&status.nodes) {
+        out.push_str(&line);
+    }
     for n in &status.nodes {
+        if let Some(e) = &n.heartbeat_error {
+            out.push_str(&format!(
+                "{}: heartbeats from {} fail: {e}\n",
+                n.name, status.reporter
+            ));
+        }
         if let Some(c) = &n.contradiction {
             out.push_str(&format!(
                 "{}: its heartbeat {c} (the lease is believed)\n",
