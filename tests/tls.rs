@@ -25,6 +25,32 @@ fn tls_spec(require_client_cert: bool) -> Spec {
     }
 }
 
+/// Runs `command` (a shell line) on a pseudo-terminal (`script`), typing `input`, until it exits
+/// (at most `timeout`); returns its exit code and what the terminal showed.
+fn on_a_terminal(command: &str, input: &str, timeout: Duration) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn sidecar_log(c: &Cluster, i: usize) -> String {
     std::fs::read_to_string(c.dir.join(format!("{}-sidecar.log", NAMES[i]))).unwrap_or_default()
 }
@@ -206,9 +232,29 @@ async fn mutual_tls_settles_answers_haproxy_without_a_certificate_and_fails_over
     assert_eq!(doc["reporter"], NAMES[active]);
     assert_eq!(doc["nodes"][0]["version"], env!("CARGO_PKG_VERSION"));
 
-    // A planned switchover over TLS (the standby's sidecar forwards it to the active).
-    let (code, out, err) = c.cli(standby, &["failover", "--yes"]);
-    assert_eq!(code, Some(0), "{out}{err}\n{}", c.logs());
+    // A planned switchover over TLS, from a terminal (the standby's sidecar forwards it to the
+    // active). It shows what it will do and does nothing without a "y".
+    let terms = c.term_files();
+    let failover = format!(
+        "{} failover -c {}",
+        cluster::binaries().join("jenkins-ha").display(),
+        c.hosts[standby].config.display()
+    );
+    let question = format!(
+        "switch over from {} to {}? [y/N]",
+        NAMES[active], NAMES[standby]
+    );
+    let (code, screen) = on_a_terminal(&failover, "n\n", Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains(&question), "{screen}");
+    assert!(
+        screen.contains("not confirmed; nothing changed"),
+        "{screen}"
+    );
+    assert_eq!(c.term_files(), terms);
+    let (code, screen) = on_a_terminal(&failover, "y\n", Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{screen}\n{}", c.logs());
+    assert!(screen.contains(&question), "{screen}");
     assert!(c.wait_routed(0, standby, Duration::from_secs(10)).await);
     assert!(c
         .wait_served_by(0, standby, Duration::from_secs(10))
@@ -279,6 +325,7 @@ async fn a_peer_on_another_ca_is_refused_and_causes_no_failover() {
     assert!(e.contains("TLS: certificate verify failed"), "{e}");
     // The active's `status` says why in one line below the table.
     let (_, table, _) = c.cli(active, &["status"]);
+    eprintln!("$ jenkins-ha status    # on {}\n{table}", NAMES[active]);
     assert!(
         table.lines().any(|l| l.starts_with(&format!(
             "{}: heartbeats from {} fail:",
@@ -296,9 +343,15 @@ async fn a_peer_on_another_ca_is_refused_and_causes_no_failover() {
         .await
         .unwrap_or_else(|| panic!("{:?}\n{}", c.cli(standby, &["status"]), c.logs()));
     assert!(table.contains("unknown issuer"), "{table}");
+    eprintln!("$ jenkins-ha status    # on {}\n{table}", NAMES[standby]);
     assert_no_failover(&c, active, lease_timeout * 3).await;
     // Both logs name the cause, with the address for the refused connections.
     let standby_log = sidecar_log(&c, standby);
+    for line in standby_log.lines().chain(sidecar_log(&c, active).lines()) {
+        if line.contains("refused") || line.contains("heartbeat") || line.contains("SIGHUP") {
+            eprintln!("{line}");
+        }
+    }
     assert!(
         standby_log.contains(&format!("heartbeat to {}", NAMES[active]))
             && standby_log.contains("certificate verify failed: unknown issuer"),
@@ -557,4 +610,185 @@ fn the_cli_says_when_the_node_certificate_does_not_name_the_address_it_uses() {
         "{err}"
     );
     daemon.terminate(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The config: node.tls as check-config and SIGHUP see it (no process)
+// ---------------------------------------------------------------------------------------------
+
+/// A config text for host jenkins01 with `tls` (the YAML lines under `node:`) and the peer URL.
+fn config_text(tls: &str, peer_url: &str) -> String {
+    format!(
+        "node:\n  name: jenkins01\n  listen: 0.0.0.0:7070\n{tls}\
+         peer:\n  name: jenkins02\n  url: {peer_url}\n\
+         auth:\n  token_file: cluster.token\n\
+         jenkins:\n  url: http://127.0.0.1:8080\n  home: home\n\
+         haproxy:\n  sockets: [/run/haproxy/admin.sock]\n"
+    )
+}
+
+fn tls_lines(files: &pki::TlsFiles, require: bool) -> String {
+    format!(
+        "  tls:\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    require_client_cert: {require}\n",
+        files.cert.display(),
+        files.key.display(),
+        files.ca.display()
+    )
+}
+
+#[test]
+fn node_tls_in_the_config_errors_and_warnings() {
+    use jenkins_ha::config::Config;
+    let a = Alone::new();
+    let path = a.dir.path().join("config.yaml");
+    let parse = |text: &str| Config::parse(&path, text);
+    let ca = Ca::new("cluster CA");
+    let tls_dir = a.dir.path().join("tls");
+    let files = pki::write_files(
+        &tls_dir,
+        "node",
+        &ca.issue("jenkins01", &["jenkins01", "127.0.0.1"], Validity::Current),
+        &ca.pem,
+    );
+
+    // Valid, and quiet: no warning with an https:// peer and a certificate fit for the CLI.
+    let c = parse(&config_text(
+        &tls_lines(&files, true),
+        "https://10.0.0.3:7070",
+    ))
+    .unwrap();
+    let tls = c.node.tls.as_ref().expect("node.tls");
+    assert!(tls.require_client_cert);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.node.local_url(), "https://127.0.0.1:7070");
+    let key = std::fs::read_to_string(&files.key).unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains(key.lines().nth(1).unwrap()),
+        "the key in Debug"
+    );
+
+    // An http:// peer with node.tls: allowed (a migration), with a warning.
+    let c = parse(&config_text(
+        &tls_lines(&files, false),
+        "http://10.0.0.3:7070",
+    ))
+    .unwrap();
+    assert!(
+        c.warnings.len() == 1
+            && c.warnings[0].contains("peer.url: http://10.0.0.3:7070 is http://"),
+        "{:?}",
+        c.warnings
+    );
+
+    // Errors name the file's line and the key.
+    let e = parse(&config_text("", "https://10.0.0.3:7070")).unwrap_err();
+    assert_eq!((e.field.as_str(), e.line), ("peer.url", Some(6)), "{e}");
+    let without_ca: String = tls_lines(&files, false)
+        .lines()
+        .filter(|l| !l.contains("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = parse(&config_text(&without_ca, "https://10.0.0.3:7070")).unwrap_err();
+    assert_eq!(e.field, "node.tls.ca_file", "{e}");
+    assert!(e.message.contains("required key is missing"), "{e}");
+    let e = parse(&config_text(
+        &format!("{}    verify: none\n", tls_lines(&files, false)),
+        "https://10.0.0.3:7070",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        (e.field.as_str(), e.line),
+        ("node.tls.verify", Some(9)),
+        "{e}"
+    );
+    assert!(e.message.contains("require_client_cert"), "{e}");
+    std::fs::write(&files.ca, "not a certificate\n").unwrap();
+    let e = parse(&config_text(&tls_lines(&files, false), "https://h:1")).unwrap_err();
+    assert_eq!(e.field, "node.tls.ca_file", "{e}");
+    assert!(e.message.contains("holds no PEM block"), "{e}");
+    std::fs::write(&files.ca, key.replace("PRIVATE KEY", "CERTIFICATE REQUEST")).unwrap();
+    let e = parse(&config_text(&tls_lines(&files, false), "https://h:1")).unwrap_err();
+    assert_eq!(e.field, "node.tls.ca_file", "{e}");
+    assert!(e.message.contains("holds no certificate"), "{e}");
+    std::fs::write(&files.ca, &ca.pem).unwrap();
+
+    // Warnings: what check-config and the start-up log say about the node's own certificate.
+    let warned = |issued: pki::Issued, listen: &str| -> Vec<String> {
+        let f = pki::write_files(&tls_dir, "other", &issued, &ca.pem);
+        let text =
+            config_text(&tls_lines(&f, false), "https://h:1").replace("0.0.0.0:7070", listen);
+        parse(&text).unwrap().warnings
+    };
+    let w = warned(
+        ca.issue("jenkins01", &["127.0.0.1"], Validity::Expired),
+        "0.0.0.0:7070",
+    );
+    assert!(
+        w.len() == 1 && w[0].contains("certificate expired at 2020-12-31T00:00:00Z"),
+        "{w:?}"
+    );
+    let w = warned(
+        ca.issue("jenkins01", &["127.0.0.1"], Validity::ExpiresInDays(10)),
+        "0.0.0.0:7070",
+    );
+    assert!(
+        w.len() == 1 && w[0].contains("expires at") && w[0].contains("systemctl reload"),
+        "{w:?}"
+    );
+    let w = warned(
+        ca.issue("jenkins01", &["127.0.0.1"], Validity::Current),
+        "10.0.0.2:7070",
+    );
+    assert!(
+        w.len() == 1 && w[0].contains("not valid for 10.0.0.2") && w[0].contains("IP:10.0.0.2"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn sighup_applies_new_certificates_but_not_turning_tls_on_or_off() {
+    use jenkins_ha::config::Config;
+    use jenkins_ha::daemon::live::Live;
+    let a = Alone::new();
+    let path = a.dir.path().join("config.yaml");
+    let ca = Ca::new("cluster CA");
+    let tls_dir = a.dir.path().join("tls");
+    let issue = || ca.issue("jenkins01", &["127.0.0.1"], Validity::Current);
+    let files = pki::write_files(&tls_dir, "node", &issue(), &ca.pem);
+    let with_tls = || {
+        Config::parse(
+            &path,
+            &config_text(&tls_lines(&files, false), "https://h:1"),
+        )
+        .unwrap()
+    };
+    let first = with_tls();
+    let live = Live::new(&first);
+    let mut rotated = live.tls_changes();
+    rotated.borrow_and_update();
+    assert_eq!(live.apply(&first, &with_tls()), ["nothing changed"]);
+    assert!(!rotated.has_changed().unwrap());
+
+    // New contents at the same paths: applied, and the API is told to drop old connections.
+    pki::write_files(&tls_dir, "node", &issue(), &ca.pem);
+    let second = with_tls();
+    let lines = live.apply(&first, &second);
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("applied: node.tls"),
+        "{lines:?}"
+    );
+    assert!(rotated.has_changed().unwrap());
+    assert!(live.tls() == second.node.tls);
+
+    // Turning TLS off: needs a restart; the running listener keeps its certificates.
+    let plain = Config::parse(&path, &config_text("", "http://h:1")).unwrap();
+    let lines = live.apply(&second, &plain);
+    assert!(
+        lines.contains(
+            &"not applied, needs a restart: node.tls (turning TLS on or off)".to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(live.tls() == second.node.tls);
 }

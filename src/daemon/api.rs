@@ -414,10 +414,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             match tls {
                 None => serve_connection(stream, Caller::plain(client), shared, refusals).await,
                 Some(tls) => {
+                    let rotated = shared.live.tls_changes();
                     if let Some((stream, caller)) =
                         accept_tls(stream, client, &tls, &refusals).await
                     {
-                        serve_connection(stream, caller, shared, refusals).await;
+                        serve_tls_connection(stream, caller, shared, refusals, rotated).await;
                     }
                 }
             }
@@ -425,7 +426,43 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Serves HTTP/1.1 on one connection (plain or TLS) until it closes.
+/// Serves HTTP/1.1 on one TLS connection until it closes, or until SIGHUP brings new
+/// certificates: the connection is then closed after the request in flight, and the client
+/// reconnects and verifies (and is verified with) the new ones. Without that, a keep-alive
+/// connection (heartbeats every interval) would keep the old certificates for ever.
+async fn serve_tls_connection(
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    caller: Caller,
+    shared: Arc<Shared>,
+    refusals: Arc<RefusalLog>,
+    mut rotated: tokio::sync::watch::Receiver<u64>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        handle(shared.clone(), caller, refusals.clone(), req)
+    });
+    let conn = http1_builder().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    rotated.borrow_and_update();
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        changed = rotated.changed() => {
+            if changed.is_ok() {
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    let _ = conn.await;
+}
+
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Serves HTTP/1.1 on one plain connection until it closes.
 async fn serve_connection<S>(
     stream: S,
     caller: Caller,
@@ -437,11 +474,9 @@ async fn serve_connection<S>(
     let service = hyper::service::service_fn(move |req| {
         handle(shared.clone(), caller, refusals.clone(), req)
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(std::time::Duration::from_secs(10))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    let _ = conn.await;
+    let _ = http1_builder()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 #[cfg(test)]

@@ -38,21 +38,34 @@ impl Reloadable {
 
 /// The live settings, shared by every task that reads them each time it needs them.
 #[derive(Debug)]
-pub struct Live(Mutex<Reloadable>);
+pub struct Live {
+    current: Mutex<Reloadable>,
+    /// Bumped when SIGHUP brings new `node.tls` contents: the API closes the TLS connections
+    /// opened before, so that every connection uses the new certificates.
+    tls_generation: tokio::sync::watch::Sender<u64>,
+}
 
 impl Live {
     pub fn new(config: &Config) -> Self {
-        Live(Mutex::new(Reloadable::of(config)))
+        Live {
+            current: Mutex::new(Reloadable::of(config)),
+            tls_generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Changes when SIGHUP applies new `node.tls` contents.
+    pub fn tls_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tls_generation.subscribe()
     }
 
     /// The current settings.
     pub fn get(&self) -> Reloadable {
-        lock(&self.0).clone()
+        lock(&self.current).clone()
     }
 
     /// The current `node.tls` alone (the API reads it for every connection).
     pub fn tls(&self) -> Option<NodeTls> {
-        lock(&self.0).tls.clone()
+        lock(&self.current).tls.clone()
     }
 
     /// SIGHUP: applies what can change safely from a freshly loaded config, and says which
@@ -60,9 +73,9 @@ impl Live {
     pub fn apply(&self, old: &Config, new: &Config) -> Vec<String> {
         let mut lines = Vec::new();
         let mut fresh = Reloadable::of(new);
-        let tls_switched = fresh.tls.is_some() != lock(&self.0).tls.is_some();
+        let tls_switched = fresh.tls.is_some() != lock(&self.current).tls.is_some();
         {
-            let mut live = lock(&self.0);
+            let mut live = lock(&self.current);
             if tls_switched {
                 // The listener speaks HTTPS or HTTP from the start: keep what it speaks.
                 fresh.tls = live.tls.clone();
@@ -96,11 +109,15 @@ impl Live {
                 "jenkins.reload_timeout",
                 live.reload_timeout != fresh.reload_timeout,
             );
+            let tls_changed = live.tls != fresh.tls;
             applied(
-                "node.tls (certificate, key and CA re-read; new connections use them)",
-                live.tls != fresh.tls,
+                "node.tls (certificate, key and CA re-read; connections opened before are closed)",
+                tls_changed,
             );
             *live = fresh;
+            if tls_changed {
+                self.tls_generation.send_modify(|g| *g += 1);
+            }
         }
         let mut restart = |field: &str, changed: bool| {
             if changed {
