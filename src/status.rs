@@ -364,3 +364,95 @@ pub fn render_table(status: &ClusterStatus) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, role: Role, version: &str) -> NodeStatus {
+        let mut n = NodeStatus::unreachable(name);
+        n.role = role;
+        n.version = version.into();
+        n.last_heard_s = Some(0.1);
+        n
+    }
+
+    fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
+        ClusterStatus {
+            active: Some("jenkins01".into()),
+            reporter: "jenkins01".into(),
+            paused: false,
+            nodes,
+            lease: LeaseStatus {
+                term: Some(3),
+                holder: Some("jenkins01".into()),
+                counter: Some(1),
+                still_s: 0.0,
+                released: false,
+                handover_to: None,
+                error: None,
+            },
+            haproxy: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_version_and_flags_a_mismatch() {
+        let same = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, "0.2.0"),
+        ]));
+        assert!(same.contains("Version"), "{same}");
+        assert!(!same.contains("Versions differ"), "{same}");
+        let mixed = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, "0.1.0"),
+        ]));
+        assert!(
+            mixed.contains("Versions differ: jenkins01 0.2.0, jenkins02 0.1.0; finish the upgrade"),
+            "{mixed}"
+        );
+        // A node older than the version field reads as one; one never heard from is left out.
+        let older = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, ""),
+            NodeStatus::unreachable("jenkins03"),
+        ]));
+        assert!(
+            older.contains("Versions differ: jenkins01 0.2.0, jenkins02 an older version;"),
+            "{older}"
+        );
+        assert!(
+            older
+                .lines()
+                .any(|l| l.starts_with("jenkins03") && l.contains(" - ")),
+            "{older}"
+        );
+    }
+
+    #[test]
+    fn a_status_from_an_older_node_still_parses() {
+        // No version, no heartbeat_error: what a node before these fields sends.
+        let old = r#"{"name":"b","role":"standby","term":1,"jenkins":"up"}"#;
+        let n: NodeStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(n.version, "");
+        assert_eq!(n.heartbeat_error, None);
+    }
+
+    #[test]
+    fn a_failing_heartbeat_is_a_line_under_the_table() {
+        let mut peer = node("jenkins02", Role::Unreachable, "0.2.0");
+        peer.heartbeat_error = Some(
+            "POST https://h:7070/v1/heartbeat: TLS: certificate verify failed: unknown issuer"
+                .into(),
+        );
+        let table = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            peer,
+        ]));
+        assert!(
+            table.contains("jenkins02: heartbeats from jenkins01 fail: POST https://h:7070/v1/heartbeat: TLS: certificate verify failed: unknown issuer\n"),
+            "{table}"
+        );
+    }
+}

@@ -45,8 +45,9 @@ pub enum Cmd {
     /// SIGTERM or SIGINT stops it cleanly: an active node releases its term so that the peer
     /// takes over at once, and it exits 0. It exits 1 if it cannot start, for example when
     /// node.listen cannot be bound. SIGHUP re-reads the config and applies what can change
-    /// safely (the cluster token, HAProxy sockets, backends and timeout, jenkins.restart_command
-    /// and jenkins.reload_timeout), logging which changes need a restart instead.
+    /// safely (the cluster token, the node.tls certificates, key and CA, HAProxy sockets,
+    /// backends and timeout, jenkins.restart_command and jenkins.reload_timeout), logging which
+    /// changes need a restart instead. With node.tls the API serves HTTPS only.
     Run {
         /// Log format: `text` (default) or `json` (one JSON object per line, for log shippers).
         #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -55,7 +56,10 @@ pub enum Cmd {
     /// Validate the config and the files it names; warn about unreachable sockets and Jenkins.
     ///
     /// Exits 2 with one line naming the file, the line and the field when the config is invalid,
-    /// or when a token file is missing, empty or accessible by other users. Otherwise it asks
+    /// when a token file is missing, empty or accessible by other users, or when the node.tls
+    /// files do not fit (a key readable by others or of another certificate, a certificate that
+    /// node.tls.ca_file did not sign). A node certificate that has expired, expires within 30
+    /// days or does not name the address the CLI uses is a warning. Otherwise it asks
     /// every HAProxy socket whether node.name and peer.name are servers of every listed backend,
     /// and probes the local Jenkins; each problem found is a "warning:" line, and it still exits
     /// 0, since a node may be configured before HAProxy or Jenkins are up. The systemd unit runs

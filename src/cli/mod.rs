@@ -166,9 +166,14 @@ fn check_config(path: &Path) -> ExitCode {
         }
     });
     println!(
-        "{}: valid (node {}, {}, {} HAProxy socket(s), lease in {})",
+        "{}: valid (node {}{}, {}, {} HAProxy socket(s), lease in {})",
         config.path.display(),
         config.node.name,
+        match &config.node.tls {
+            Some(t) if t.require_client_cert => ", API over HTTPS with client certificates",
+            Some(_) => ", API over HTTPS",
+            None => "",
+        },
         config.peers_phrase(),
         config.haproxy.sockets.len(),
         config.lease_location()

@@ -281,7 +281,7 @@ impl NodeTls {
                     warnings.push(format!(
                         "node.tls.cert_file: {file} expires at {} (in {}): renew it, then `systemctl reload jenkins-ha`",
                         time_of(not_after),
-                        humantime::format_duration(Duration::from_secs(left / 3600 * 3600))
+                        roughly(left)
                     ));
                 }
             }
@@ -330,6 +330,16 @@ fn key_error(e: &Error) -> TlsBuildError {
     }
 }
 
+/// A length of time for people: to the second under a day, to the hour beyond.
+fn roughly(secs: u64) -> String {
+    let secs = if secs >= 86_400 {
+        secs / 3600 * 3600
+    } else {
+        secs
+    };
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
 /// A point in time for people: `2026-01-31T12:00:00Z`.
 fn time_of(t: UnixTime) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.as_secs())).to_string()
@@ -346,9 +356,7 @@ pub fn describe_certificate(e: &CertificateError) -> String {
         CertificateError::ExpiredContext { time, not_after } => format!(
             "certificate expired at {} ({} ago)",
             time_of(*not_after),
-            humantime::format_duration(Duration::from_secs(
-                time.as_secs().saturating_sub(not_after.as_secs())
-            ))
+            roughly(time.as_secs().saturating_sub(not_after.as_secs()))
         ),
         CertificateError::NotValidYet => "certificate not yet valid (is a clock wrong?)".into(),
         CertificateError::NotValidYetContext { not_before, .. } => format!(
