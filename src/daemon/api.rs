@@ -105,7 +105,7 @@ async fn handle(
             client,
             &format!("no client certificate {path}"),
             &format!(
-                "refused {method} {} from {client}: no client certificate (node.tls.require_client_cert is on)",
+                "refused {method} {} from {client}: no client certificate, and node.tls.require_client_cert is set",
                 crate::escape_controls(&path)
             ),
         );

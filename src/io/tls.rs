@@ -431,7 +431,7 @@ pub fn describe(e: &Error) -> String {
                     .into()
             }
             AlertDescription::CertificateRequired => {
-                "the other side requires a client certificate (its node.tls.require_client_cert is on)"
+                "the other side requires a client certificate: node.tls.require_client_cert is set there"
                     .into()
             }
             AlertDescription::BadCertificate | AlertDescription::UnsupportedCertificate => {
