@@ -11,6 +11,8 @@
 pub mod home_gen;
 #[path = "ledger.rs"]
 pub mod ledger;
+#[path = "pki.rs"]
+pub mod pki;
 
 use std::fs;
 use std::io::Write;
@@ -211,6 +213,27 @@ pub struct Spec {
     pub home: Option<home_gen::HomeSpec>,
     /// Extra arguments for both stand-ins (their load model, executors, build durations).
     pub standin_args: Vec<String>,
+    /// `node.tls` on both sidecars, with a cluster CA made for the run: the APIs serve HTTPS,
+    /// the peer URLs are `https://`, and HAProxy checks `/active` with `check-ssl verify
+    /// required` against that CA.
+    pub tls: Option<TlsSpec>,
+}
+
+/// The TLS of a lab cluster ([`Spec::tls`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsSpec {
+    /// `node.tls.require_client_cert` on both sidecars.
+    pub require_client_cert: bool,
+}
+
+/// The lab cluster's certificates: its CA, each node's `node.tls` files (in `<dir>/tls/`), and
+/// an operator's client certificate for the harness's own calls.
+pub struct LabPki {
+    pub ca: pki::Ca,
+    pub dir: PathBuf,
+    pub files: [pki::TlsFiles; 2],
+    /// The harness's client configuration: the cluster CA and the operator's certificate.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl Default for Spec {
@@ -236,6 +259,7 @@ impl Default for Spec {
             etcd_lease: None,
             home: None,
             standin_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -305,6 +329,8 @@ pub struct Cluster {
     pub bind: Option<BindMounts>,
     /// Host 1's network namespace ([`Spec::netns_host1`]); deleted after the processes are gone.
     pub netns: Option<NetNs>,
+    /// The certificates, with [`Spec::tls`].
+    pub pki: Option<LabPki>,
 }
 
 impl Cluster {
@@ -401,6 +427,7 @@ impl Cluster {
                 log: dir.join(format!("haproxy-{k}.log")),
             })
             .collect();
+        let pki = spec.tls.map(|_| LabPki::create(dir, &hosts));
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             _tmp: None,
@@ -408,9 +435,10 @@ impl Cluster {
             spec,
             hosts,
             haproxies,
-            http: HttpClient::new(),
+            http: HttpClient::with_tls(pki.as_ref().map(|p| p.client.clone())),
             bind,
             netns,
+            pki,
         };
         for k in 0..cluster.haproxies.len() {
             cluster.write_haproxy_cfg(k);
@@ -451,8 +479,18 @@ impl Cluster {
             fast = (inter / 2).max(50),
         );
         for host in &self.hosts {
+            // With TLS, the check of the shipped haproxy.cfg's TLS variant: HTTPS to the
+            // sidecar, its certificate verified against the cluster CA, for the node's name.
+            let tls = match &self.pki {
+                Some(p) => format!(
+                    " check-ssl verify required ca-file {} check-sni {}",
+                    p.ca_file().display(),
+                    host.name
+                ),
+                None => String::new(),
+            };
             cfg.push_str(&format!(
-                "    server {} {}:{} check port {} disabled\n",
+                "    server {} {}:{} check port {}{tls} disabled\n",
                 host.name, host.haproxy_ip, host.jenkins_port, host.api_port
             ));
         }
@@ -515,9 +553,22 @@ impl Cluster {
         } else {
             String::new()
         };
+        let (scheme, tls) = match &self.pki {
+            Some(p) => (
+                "https",
+                format!(
+                    "  tls:\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    require_client_cert: {}\n",
+                    p.files[i].cert.display(),
+                    p.files[i].key.display(),
+                    p.files[i].ca.display(),
+                    self.spec.tls.is_some_and(|t| t.require_client_cert)
+                ),
+            ),
+            None => ("http", String::new()),
+        };
         let yaml = format!(
-            "node:\n  name: {name}\n  listen: {listen}:{api}\n\
-             peer:\n  name: {peer_name}\n  url: http://{peer_ip}:{peer_api}\n{fence}\
+            "node:\n  name: {name}\n  listen: {listen}:{api}\n{tls}\
+             peer:\n  name: {peer_name}\n  url: {scheme}://{peer_ip}:{peer_api}\n{fence}\
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
              home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
@@ -711,11 +762,26 @@ impl Cluster {
         path: &str,
         timeout: Duration,
     ) -> Option<jenkins_ha::io::http_client::Response> {
-        let url = format!("http://127.0.0.1:{port}{path}");
+        let url = format!("{}://127.0.0.1:{port}{path}", self.scheme_of(port));
         self.http
             .send(method, &url, &[], bytes::Bytes::new(), timeout)
             .await
             .ok()
+    }
+
+    /// `https` for a sidecar's API port when the cluster runs with TLS, else `http`.
+    pub fn scheme_of(&self, port: u16) -> &'static str {
+        if self.pki.is_some() && self.hosts.iter().any(|h| h.api_port == port) {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL of host `i`'s API as the test reaches it (`https://` with TLS).
+    pub fn api_url(&self, i: usize) -> String {
+        let port = self.hosts[i].api_port;
+        format!("{}://127.0.0.1:{port}", self.scheme_of(port))
     }
 
     pub async fn get(
@@ -1810,4 +1876,53 @@ pub fn alive(pid: Pid) -> bool {
                 .map(|c| c != 'Z' && c != 'X')
         })
         .unwrap_or(false)
+}
+
+/// The names a lab node's certificate carries: its name (HAProxy's `check-sni`), the shipped
+/// haproxy.cfg's `<name>.example.com`, `localhost`, 127.0.0.1 (the CLI) and the addresses the
+/// other host and HAProxy use.
+pub fn node_sans(h: &Host) -> Vec<String> {
+    let mut sans = vec![
+        h.name.to_string(),
+        format!("{}.example.com", h.name),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    for ip in [&h.reach_ip, &h.haproxy_ip, &h.listen_ip] {
+        if ip != "0.0.0.0" && !sans.contains(ip) {
+            sans.push(ip.clone());
+        }
+    }
+    sans
+}
+
+impl LabPki {
+    /// A CA for the cluster, each node's certificate (for its name, `localhost`, 127.0.0.1 and
+    /// the addresses the other host and HAProxy use), and an operator's client certificate.
+    fn create(dir: &Path, hosts: &[Host; 2]) -> LabPki {
+        let ca = pki::Ca::new("jenkins-ha lab CA");
+        let tls_dir = dir.join("tls");
+        let files = [0, 1].map(|i| {
+            let h = &hosts[i];
+            let sans = node_sans(h);
+            let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+            let issued = ca.issue(h.name, &sans, pki::Validity::Current);
+            pki::write_files(&tls_dir, h.name, &issued, &ca.pem)
+        });
+        let operator = ca.issue("lab-operator", &["lab-operator"], pki::Validity::Current);
+        let operator_files = pki::write_files(&tls_dir, "lab-operator", &operator, &ca.pem);
+        let client = pki::node_tls(&operator_files, false).client;
+        fs::write(tls_dir.join("ca.crt"), &ca.pem).expect("ca.crt");
+        LabPki {
+            ca,
+            dir: tls_dir,
+            files,
+            client,
+        }
+    }
+
+    /// The cluster CA's file (the same content as every node's `ca_file`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
 }

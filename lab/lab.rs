@@ -11,7 +11,7 @@ mod cluster;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster::{binaries, Cluster, Spec, NAMES};
+use cluster::{binaries, Cluster, Spec, TlsSpec, NAMES};
 
 fn show_status(c: &Cluster, i: usize) {
     let out = Command::new(binaries().join("jenkins-ha"))
@@ -30,17 +30,34 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    // LAB_TLS=1: the sidecars serve HTTPS (node.tls, certificates made for the run), with
+    // client certificates required; LAB_TLS=server without them.
+    let tls = match std::env::var("LAB_TLS").as_deref() {
+        Ok("1") | Ok("mutual") => Some(TlsSpec {
+            require_client_cert: true,
+        }),
+        Ok("server") => Some(TlsSpec {
+            require_client_cert: false,
+        }),
+        _ => None,
+    };
     let spec = Spec {
         interval: Duration::from_millis(interval),
         fall: 3,
         lease_timeout: Duration::from_millis(interval * 6),
         jobs: 20,
+        tls,
         ..Spec::default()
     };
     println!(
-        "lab: HAProxy + 2 Jenkins stand-ins on one JENKINS_HOME + 2 jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms)",
+        "lab: HAProxy + 2 Jenkins stand-ins on one JENKINS_HOME + 2 jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
         spec.interval.as_millis(),
-        spec.lease_timeout.as_millis()
+        spec.lease_timeout.as_millis(),
+        match spec.tls {
+            Some(t) if t.require_client_cert => ", API over mutual TLS",
+            Some(_) => ", API over TLS",
+            None => "",
+        }
     );
     // LAB_DIR=path keeps every file and log there after the run.
     let mut c = match std::env::var("LAB_DIR") {

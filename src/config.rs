@@ -115,6 +115,18 @@ struct RawNode {
     listen: SocketAddr,
     #[serde(default = "default_priority")]
     failover_priority: u32,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    ca_file: PathBuf,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +320,36 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Among standbys, the highest healthy priority claims first; 0 never takes over.
     pub failover_priority: u32,
+    /// `node.tls`: the API serves HTTPS only, and calls to `https://` sidecars use it.
+    pub tls: Option<crate::io::tls::NodeTls>,
+}
+
+impl NodeConfig {
+    /// The address to reach this node's own API at (`jenkins-ha status`): `node.listen`, with
+    /// `0.0.0.0` and `::` as loopback.
+    pub fn local_api(&self) -> SocketAddr {
+        local_api(self.listen)
+    }
+
+    /// The URL of this node's own API: `https://` when `node.tls` is set.
+    pub fn local_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_api())
+    }
+}
+
+/// The address to reach an API listening on `listen` from the same host: `0.0.0.0` and `::`
+/// become loopback.
+pub fn local_api(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -492,7 +534,26 @@ impl Validator<'_> {
             if peers.iter().any(|p: &PeerConfig| p.name == peer.name) {
                 return Err(err("name", format!("{:?} is listed twice", peer.name)));
             }
-            check_http_url(&peer.url).map_err(|m| err("url", m))?;
+            match check_sidecar_url(&peer.url).map_err(|m| err("url", m))? {
+                Scheme::Https if raw.node.tls.is_none() => {
+                    return Err(err(
+                        "url",
+                        format!(
+                            "{:?} is https:// but node.tls is not set: give node.tls (its ca_file, \
+                             the cluster CA, verifies the peer's certificate)",
+                            peer.url
+                        ),
+                    ))
+                }
+                Scheme::Http if raw.node.tls.is_some() => warnings.push(format!(
+                    "{}: {} is http:// while node.tls is set: heartbeats to {} are not encrypted \
+                     (a sidecar with node.tls serves https:// only; fine only while migrating)",
+                    field("url"),
+                    peer.url,
+                    peer.name
+                )),
+                _ => {}
+            }
             if let Some(url) = &peer.jenkins_url {
                 check_http_url(url).map_err(|m| err("jenkins_url", m))?;
             }
@@ -507,6 +568,10 @@ impl Validator<'_> {
         check_http_url(&raw.jenkins.url).map_err(|m| self.err("jenkins.url", m))?;
 
         let cluster_token = self.read_secret("auth.token_file", &raw.auth.token_file)?;
+        let tls = match &raw.node.tls {
+            Some(t) => Some(self.validate_tls(t, raw.node.listen, &mut warnings)?),
+            None => None,
+        };
         let api_token = match (&raw.jenkins.user, &raw.jenkins.api_token_file) {
             (Some(_), Some(file)) => Some(self.read_secret("jenkins.api_token_file", file)?),
             (Some(_), None) => {
@@ -656,6 +721,7 @@ impl Validator<'_> {
                 name: raw.node.name,
                 listen: raw.node.listen,
                 failover_priority: raw.node.failover_priority,
+                tls,
             },
             peers,
             cluster_token,
@@ -854,6 +920,43 @@ impl Validator<'_> {
         }))
     }
 
+    /// `node.tls`: reads the three files (the key must not be readable by others), builds the
+    /// TLS configurations, and adds a warning for each problem of the node's own certificate
+    /// that does not make the config invalid (expired, expiring soon, not valid for the address
+    /// the CLI uses).
+    fn validate_tls(
+        &self,
+        raw: &RawTls,
+        listen: SocketAddr,
+        warnings: &mut Vec<String>,
+    ) -> Result<crate::io::tls::NodeTls, ConfigError> {
+        use crate::io::tls::{NodeTls, TlsFiles};
+        let cert = self.read_pem("node.tls.cert_file", &raw.cert_file, false)?;
+        let key = self.read_pem("node.tls.key_file", &raw.key_file, true)?;
+        let ca = self.read_pem("node.tls.ca_file", &raw.ca_file, false)?;
+        let tls = NodeTls::build(TlsFiles {
+            cert_file: self.resolve(&raw.cert_file),
+            cert_pem: cert.expose(),
+            key_file: self.resolve(&raw.key_file),
+            key_pem: &key,
+            ca_file: self.resolve(&raw.ca_file),
+            ca_pem: ca.expose(),
+            require_client_cert: raw.require_client_cert,
+        })
+        .map_err(|e| {
+            let path = match e.file {
+                crate::io::tls::TlsFile::Cert => self.resolve(&raw.cert_file),
+                crate::io::tls::TlsFile::Key => self.resolve(&raw.key_file),
+                crate::io::tls::TlsFile::Ca => self.resolve(&raw.ca_file),
+            };
+            self.err(e.file.field(), format!("{} {}", path.display(), e.message))
+        })?;
+        warnings.extend(
+            tls.check_own_certificate(local_api(listen).ip(), rustls::pki_types::UnixTime::now()),
+        );
+        Ok(tls)
+    }
+
     /// Reads a PEM file (certificate or key). A private key must not be readable by others.
     fn read_pem(&self, field: &str, file: &Path, private: bool) -> Result<Secret, ConfigError> {
         let path = self.resolve(file);
@@ -948,6 +1051,29 @@ fn check_server_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The scheme of a sidecar's URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// A sidecar's API URL (`peer.url`, `peers[].url`): `http://` or `https://`, with a host.
+fn check_sidecar_url(url: &str) -> Result<Scheme, String> {
+    let parsed: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = match parsed.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    };
+    if parsed.host().is_none_or(|h| h.is_empty()) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(scheme)
 }
 
 fn check_http_url(url: &str) -> Result<(), String> {
