@@ -890,15 +890,24 @@ impl Cluster {
 
     /// The ledger of builds (see [`ledger`]): collisions in every stand-in log, duplicate and
     /// lost fires, and whether `active`'s next numbers are above every `builds/N` on disk.
-    /// Fires less than `settle` old are not judged (they may still be queued or starting).
-    pub async fn build_ledger(&self, active: usize, settle: Duration) -> ledger::Verdict {
-        let judge_before_ms = u64::try_from(
-            (std::time::SystemTime::now() - settle)
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
+    /// Fires before `from` and fires less than `settle` old are not judged (they may still be
+    /// queued or starting).
+    pub async fn build_ledger(
+        &self,
+        active: usize,
+        from: std::time::SystemTime,
+        settle: Duration,
+    ) -> ledger::Verdict {
+        let ms = |t: std::time::SystemTime| {
+            u64::try_from(
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        let judge_from_ms = ms(from);
+        let judge_before_ms = ms(std::time::SystemTime::now() - settle);
         let mut fires = Vec::new();
         let mut queued = std::collections::BTreeSet::new();
         for i in 0..self.hosts.len() {
@@ -911,15 +920,15 @@ impl Cluster {
             .unwrap_or_default();
         let highest = ledger::highest_numbers(&builds);
         let next = self.next_numbers(active).await;
-        ledger::judge(
-            &builds,
-            &fires,
-            &queued,
-            judge_before_ms,
-            ledger::logged_collisions(&self.dir),
-            &highest,
-            &next,
-        )
+        ledger::judge(&ledger::Evidence {
+            builds: &builds,
+            fires: &fires,
+            queued: &queued,
+            judge_ms: judge_from_ms..judge_before_ms,
+            collisions: ledger::logged_collisions(&self.dir),
+            highest: &highest,
+            next_numbers: &next,
+        })
     }
 
     /// A request through HAProxy's HTTP frontend: (status, which stand-in answered).

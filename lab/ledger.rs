@@ -4,8 +4,10 @@
 //! - **Collisions**: did a controller start a build with a stale number and overwrite
 //!   `builds/N` of a build the other one ran? Counted from the stand-ins' logs (every process
 //!   that ever ran, killed ones included), where each is logged in capitals.
-//! - **Duplicates**: was one timer fire built twice? Every build record on disk names the fire
-//!   slots it covers (`<standinFireSlots>`); a (job, slot) in two records is a duplicate.
+//! - **Duplicates**: was a build run for fires that were all built already? Every build record
+//!   on disk names the fire slots it covers (`<standinFireSlots>`). A build whose every slot an
+//!   earlier build covered is a duplicate. (A build that folds some fires built already with
+//!   one that was not is Jenkins' own coalescing: one build for the fire nobody built.)
 //! - **Lost fires**: did a fire that a running controller saw go unbuilt? Each live stand-in
 //!   lists every fire it saw (`/standin/fires`); a fire that no record covers, that no queue
 //!   still holds and that is old enough to have been built is lost.
@@ -26,6 +28,8 @@ pub struct DiskBuild {
     pub number: u64,
     pub controller: String,
     pub slots: Vec<u64>,
+    /// `<timestamp>`: when it started (ms).
+    pub started: u64,
 }
 
 /// What the ledger found.
@@ -38,8 +42,10 @@ pub struct Verdict {
     /// Fires seen by the live stand-ins, old enough to be judged.
     pub fires_judged: usize,
     pub collisions: usize,
-    /// (job, slot) built more than once, with the records.
+    /// Builds whose every fire an earlier build covered.
     pub duplicates: Vec<String>,
+    /// Fires covered by more than one build (informative: coalescing makes some).
+    pub fires_built_twice: usize,
     /// (job, slot) seen, never built, not queued.
     pub lost: Vec<String>,
     /// Jobs whose next number on the active is not above every `builds/N`.
@@ -58,13 +64,14 @@ impl Verdict {
     pub fn summary(&self) -> String {
         let some = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
         format!(
-            "{} records ({} built in the run), {} fires judged: {} collisions, {} duplicates [{}], {} lost [{}], {} stale next numbers [{}]",
+            "{} records ({} built in the run), {} fires judged: {} collisions, {} duplicate builds [{}] ({} fires in two builds), {} lost [{}], {} stale next numbers [{}]",
             self.builds,
             self.run_builds,
             self.fires_judged,
             self.collisions,
             self.duplicates.len(),
             some(&self.duplicates),
+            self.fires_built_twice,
             self.lost.len(),
             some(&self.lost),
             self.stale_numbers.len(),
@@ -105,6 +112,9 @@ pub fn disk_builds(home: &Path) -> Vec<DiskBuild> {
                     .and_then(|n| n.trim().parse().ok())
                     .unwrap_or(0);
                 let controller = tag(&xml, "standinController").unwrap_or("").to_string();
+                let started = tag(&xml, "timestamp")
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
                 let slots = tag(&xml, "standinFireSlots")
                     .map(|s| {
                         s.split("<slot>")
@@ -117,6 +127,7 @@ pub fn disk_builds(home: &Path) -> Vec<DiskBuild> {
                     number,
                     controller,
                     slots,
+                    started,
                 });
             }
         }
@@ -149,41 +160,65 @@ pub fn logged_collisions(dir: &Path) -> usize {
         .sum()
 }
 
+/// What a run left, for [`judge`].
+pub struct Evidence<'a> {
+    /// The records on disk (read after the fires and the queues).
+    pub builds: &'a [DiskBuild],
+    /// The fires the live stand-ins saw, (job, slot).
+    pub fires: &'a [(String, u64)],
+    /// (job, slot) still waiting in a live stand-in's queue.
+    pub queued: &'a BTreeSet<(String, u64)>,
+    /// The fires judged: older ones belong to another part of the run, newer ones may still
+    /// be queued or starting.
+    pub judge_ms: std::ops::Range<u64>,
+    /// From [`logged_collisions`].
+    pub collisions: usize,
+    /// The highest `builds/N` per job, read before `next_numbers`, the active's in-memory next
+    /// numbers (which only grow, so a build starting in between is no failure).
+    pub highest: &'a BTreeMap<String, u64>,
+    pub next_numbers: &'a BTreeMap<String, u64>,
+}
+
 /// Judges a run.
-///
-/// - `builds`: the records on disk (read after the fires and the queues);
-/// - `fires`: the fires the live stand-ins saw, (job, slot);
-/// - `queued`: (job, slot) still waiting in a live stand-in's queue or running;
-/// - `judge_before_ms`: fires at or after this are too recent to judge;
-/// - `collisions`: from [`logged_collisions`];
-/// - `highest`: the highest `builds/N` per job, read before `next_numbers`, the active's
-///   in-memory next numbers (which only grow, so a build starting in between is no failure).
-pub fn judge(
-    builds: &[DiskBuild],
-    fires: &[(String, u64)],
-    queued: &BTreeSet<(String, u64)>,
-    judge_before_ms: u64,
-    collisions: usize,
-    highest: &BTreeMap<String, u64>,
-    next_numbers: &BTreeMap<String, u64>,
-) -> Verdict {
-    let mut built: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+pub fn judge(e: &Evidence) -> Verdict {
+    let Evidence {
+        builds,
+        fires,
+        queued,
+        judge_ms,
+        collisions,
+        highest,
+        next_numbers,
+    } = e;
+    let (builds, collisions) = (*builds, *collisions);
+    let mut built: BTreeMap<(String, u64), Vec<&DiskBuild>> = BTreeMap::new();
     for b in builds {
         for s in &b.slots {
-            built
-                .entry((b.job.clone(), *s))
-                .or_default()
-                .push(format!("#{} by {}", b.number, b.controller));
+            built.entry((b.job.clone(), *s)).or_default().push(b);
         }
     }
-    let duplicates = built
+    let fires_built_twice = built.values().filter(|by| by.len() > 1).count();
+    let duplicates = builds
         .iter()
-        .filter(|(_, by)| by.len() > 1)
-        .map(|((job, slot), by)| format!("{job}@{slot} built {}", by.join(" and ")))
+        .filter(|b| !b.slots.is_empty())
+        .filter(|b| {
+            b.slots.iter().all(|s| {
+                built[&(b.job.clone(), *s)].iter().any(|other| {
+                    (other.started, other.number, &other.controller)
+                        < (b.started, b.number, &b.controller)
+                })
+            })
+        })
+        .map(|b| {
+            format!(
+                "{}#{} by {} (fires {:?} all built before)",
+                b.job, b.number, b.controller, b.slots
+            )
+        })
         .collect();
     let judged: BTreeSet<&(String, u64)> = fires
         .iter()
-        .filter(|(_, slot)| *slot < judge_before_ms)
+        .filter(|(_, slot)| judge_ms.contains(slot))
         .collect();
     let lost = judged
         .iter()
@@ -208,6 +243,7 @@ pub fn judge(
         fires_judged: judged.len(),
         collisions,
         duplicates,
+        fires_built_twice,
         lost,
         stale_numbers,
     }

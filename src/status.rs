@@ -27,6 +27,10 @@ pub struct PromotionRecord {
     pub took_ms: u64,
     /// Queued builds cancelled because the old active had built those fires already.
     pub cancelled_queued: usize,
+    /// Jobs reloaded by the last check because their `nextBuildNumber` on disk was ahead of
+    /// the number their Jenkins had loaded.
+    #[serde(default)]
+    pub renumbered: usize,
 }
 
 /// A file that changed on disk and that only a restart of this node's Jenkins applies.

@@ -515,11 +515,31 @@ async fn the_queue_counts_folded_requests_and_cancels_by_id() {
         "an unknown id is not an error"
     );
     assert!(client.queue().await.expect("queue").is_empty());
-    assert_eq!(
-        client
-            .last_build_started("team folder/build é")
-            .await
-            .expect("last build"),
-        None
-    );
+}
+
+#[tokio::test]
+async fn next_build_numbers_come_in_one_request_through_folders() {
+    let home = Home::new();
+    home.write_item("alpha", false, "v1");
+    home.write_item("team folder", true, "");
+    home.write_item("team folder/inner", true, "");
+    home.write_item("team folder/inner/build é", false, "v1");
+    std::fs::write(home.path().join("jobs/alpha/nextBuildNumber"), "12\n").unwrap();
+    std::fs::write(
+        home.path()
+            .join("jobs/team folder/jobs/inner/jobs/build é/nextBuildNumber"),
+        "7\n",
+    )
+    .unwrap();
+    let standin = Standin::start(home.path(), "j1", &args(&home.secured()));
+    let client = standin.authenticated();
+    let numbers = client.next_build_numbers(2).await.expect("numbers");
+    assert_eq!(numbers.get("alpha"), Some(&12));
+    assert_eq!(numbers.get("team folder/inner/build é"), Some(&7));
+    assert_eq!(numbers.len(), 2, "folders have none: {numbers:?}");
+    // Not deep enough: the nested job is not listed.
+    let shallow = client.next_build_numbers(0).await.expect("numbers");
+    assert_eq!(shallow.len(), 1, "{shallow:?}");
+    let state = standin.state().await;
+    assert_eq!(state["lastBuildLoads"], 0, "no build was loaded to answer");
 }

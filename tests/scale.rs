@@ -1,5 +1,5 @@
 //! Jenkins at scale, with builds running: a home of 2,000 jobs in nested folders with build
-//! histories, 60 of them on a timer, Jenkins stand-ins whose full reload takes twice the lease
+//! histories, 40 of them on a timer, Jenkins stand-ins whose full reload takes twice the lease
 //! (the load model of the stand-in, per item and per build record), each home seen through its
 //! own bindfs mount (NFS semantics: the watcher polls).
 //!
@@ -11,7 +11,7 @@
 #[path = "../lab/cluster.rs"]
 mod cluster;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use cluster::home_gen::HomeSpec;
 use cluster::{Cluster, Spec, NAMES};
@@ -29,7 +29,7 @@ fn spec() -> Spec {
             top_level_jobs: 20,
             nested_every: 4,
             builds: 3,
-            timers: 60,
+            timers: 40,
             timer_every: TIMER_EVERY,
             threads: 2,
             ..HomeSpec::default()
@@ -164,10 +164,11 @@ fn three_jobs(c: &Cluster) -> Vec<String> {
     ]
 }
 
-async fn assert_clean_ledger(c: &Cluster, active: usize, what: &str) {
-    // Let the fires of the last seconds be built before judging them.
-    tokio::time::sleep(TIMER_EVERY).await;
-    let verdict = c.build_ledger(active, TIMER_EVERY * 2).await;
+/// Judges the builds of the fires since `from` (see `lab/ledger.rs`).
+async fn assert_clean_ledger(c: &Cluster, active: usize, from: SystemTime, what: &str) {
+    // Let the new active build, and the fires of the last seconds be built, before judging.
+    tokio::time::sleep(TIMER_EVERY * 3).await;
+    let verdict = c.build_ledger(active, from, TIMER_EVERY * 2).await;
     eprintln!("{what}: {}", verdict.summary());
     assert!(
         verdict.clean(),
@@ -189,6 +190,7 @@ async fn a_promotion_reload_longer_than_the_lease_settles_and_the_next_failover_
     let c = Cluster::start(spec);
     let active = settled(&c, Duration::from_secs(90)).await;
     let standby = 1 - active;
+    let from = SystemTime::now();
     // The first active could not tell what its Jenkins had loaded (both were running before the
     // sidecars): one full reload, longer than the lease, and no second one.
     let first = promotion(&c, active, 0).await;
@@ -222,13 +224,14 @@ async fn a_promotion_reload_longer_than_the_lease_settles_and_the_next_failover_
         standby_reloads,
         "the promotion ran a full reload"
     );
-    assert_clean_ledger(&c, standby, "after the crash").await;
+    assert_clean_ledger(&c, standby, from, "after the crash").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_failovers_and_switchovers_with_builds_running_reuse_no_number_and_lose_no_fire() {
     let mut c = Cluster::start(spec());
     let mut active = settled(&c, Duration::from_secs(90)).await;
+    let from = SystemTime::now();
     for round in 0..4 {
         let standby = 1 - active;
         // Let the timers fire and builds run through the active before the failover.
@@ -267,7 +270,7 @@ async fn crash_failovers_and_switchovers_with_builds_running_reuse_no_number_and
         active = standby;
         let now_active = settled(&c, Duration::from_secs(60)).await;
         assert_eq!(now_active, active, "round {round}: the active moved again");
-        assert_clean_ledger(&c, active, &format!("after round {round}")).await;
+        assert_clean_ledger(&c, active, from, &format!("after round {round}")).await;
     }
 }
 
@@ -276,6 +279,7 @@ async fn a_standby_whose_jenkins_restarted_is_promoted_with_its_numbers_above_th
     let mut c = Cluster::start(spec());
     let active = settled(&c, Duration::from_secs(90)).await;
     let standby = 1 - active;
+    let from = SystemTime::now();
     // The standby's Jenkins restarts while the active builds and an admin edits jobs: some
     // while it is down, some once it is up again.
     let edited = three_jobs(&c);
@@ -292,6 +296,8 @@ async fn a_standby_whose_jenkins_restarted_is_promoted_with_its_numbers_above_th
     tokio::time::sleep(Duration::from_secs(1)).await;
     edit("after the restart");
     assert_eq!(settled(&c, Duration::from_secs(60)).await, active);
+    // Fires go to both (the standby queues them) before the crash.
+    tokio::time::sleep(TIMER_EVERY * 2).await;
     let reloads = full_reloads(&c.jenkins_state(standby).await.unwrap());
 
     let before = term_of(&c, active).await;
@@ -314,5 +320,5 @@ async fn a_standby_whose_jenkins_restarted_is_promoted_with_its_numbers_above_th
             "{job} is stale on the new active"
         );
     }
-    assert_clean_ledger(&c, standby, "after the promotion").await;
+    assert_clean_ledger(&c, standby, from, "after the promotion").await;
 }

@@ -1111,11 +1111,28 @@ async fn colors(sh: &Arc<Shared>, jobs: Vec<Listed>) -> BTreeMap<String, String>
 }
 
 /// The `jobs` entries of an item group, in Jenkins' case-insensitive order.
+/// How deep a `?tree=` asks for `jobs` inside `jobs` (folders' children): 0 without a tree, as
+/// Jenkins' default depth lists only the direct children.
+fn nested_jobs_depth(tree: Option<&Tree>) -> usize {
+    let Some(t) = tree else { return 0 };
+    let mut path = vec!["jobs", "jobs"];
+    let mut depth = 0;
+    while depth < 64 && t.wants(&path) {
+        depth += 1;
+        path.push("jobs");
+    }
+    depth
+}
+
+/// The `jobs` array of a group: each child's class, name and url, its color when known, and,
+/// for a `?tree=` (which prunes what it did not ask for), a job's `nextBuildNumber` and, down
+/// to `depth` more levels, a folder's own `jobs`.
 fn jobs_json(
     group: &Group,
     root: &str,
     prefix: &[String],
     colors: Option<&BTreeMap<String, String>>,
+    tree_fields: Option<usize>,
 ) -> Vec<Value> {
     let mut entries: Vec<(&String, &items::Item)> = group.iter().collect();
     entries.sort_by_key(|(name, _)| name.to_lowercase());
@@ -1127,6 +1144,19 @@ fn jobs_json(
             let mut v = json!({"_class": item.class, "name": name, "url": item_url(root, &segs)});
             if let (false, Some(c)) = (item.folder, colors.and_then(|c| c.get(&segs.join("/")))) {
                 v["color"] = json!(c);
+            }
+            match tree_fields {
+                Some(_) if !item.folder => v["nextBuildNumber"] = json!(item.next_build),
+                Some(depth) if depth > 0 => {
+                    v["jobs"] = Value::Array(jobs_json(
+                        &item.children,
+                        root,
+                        &segs,
+                        None,
+                        Some(depth - 1),
+                    ))
+                }
+                _ => {}
             }
             v
         })
@@ -1204,7 +1234,7 @@ async fn root_api(sh: &Arc<Shared>, headers: &HeaderMap, tree: Option<&Tree>) ->
         "useCrumbs": true,
         "useSecurity": sh.security(),
         "views": [{"_class": "hudson.model.AllView", "name": "all", "url": root}],
-        "jobs": jobs_json(&st.items, &root, &[], colors.as_ref()),
+        "jobs": jobs_json(&st.items, &root, &[], colors.as_ref(), tree.map(|_| nested_jobs_depth(tree))),
     });
     api_resp(&v, tree)
 }
@@ -1506,7 +1536,13 @@ async fn job_api(
         } else {
             None
         };
-        v["jobs"] = Value::Array(jobs_json(&item.children, root, names, colors.as_ref()));
+        v["jobs"] = Value::Array(jobs_json(
+            &item.children,
+            root,
+            names,
+            colors.as_ref(),
+            tree.map(|_| nested_jobs_depth(tree)),
+        ));
         return api_resp(&v, tree);
     }
 

@@ -32,9 +32,11 @@ use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
 use crate::core::catch_up::{
-    catch_up_kind, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch, QueuedBuild,
+    catch_up_kind, stale_next_numbers, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch,
+    QueuedBuild,
 };
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
+use crate::io::build_numbers;
 use crate::io::clock;
 use crate::io::jenkins::{JenkinsClient, JenkinsError};
 use crate::io::lease::unix_ms;
@@ -45,12 +47,12 @@ use crate::status::{PromotionRecord, ReloadRecord, WatchState};
 /// Items checked per round while the standby learns what its Jenkins has loaded.
 const RESYNC_CHUNK: usize = 50;
 
-/// Clock skew allowed between the hosts when a queued build is matched with the old active's
-/// last build of that job.
-const QUEUE_TOLERANCE_MS: u64 = 1_000;
+/// Clock skew allowed between the hosts when a queued build is matched with the start of the
+/// other controller's newest build of that job (the README asks for NTP: skew well under this).
+const QUEUE_TOLERANCE_MS: u64 = 50;
 
-/// At most this many queued jobs' last builds are read per sweep of a standby's queue.
-const SWEEP_CHECKS: usize = 200;
+/// Threads reading `nextBuildNumber` files at a promotion.
+const NUMBER_READERS: usize = 16;
 
 /// The mode the decision wants the local Jenkins in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,8 @@ pub struct JenkinsControl {
     /// When the quiet Jenkins' queue was last listed, and what the listings told.
     last_listing: Mutex<Option<std::time::Instant>>,
     queue_watch: Mutex<QueueWatch>,
+    /// JENKINS_HOME, when it is watched.
+    home: Option<std::path::PathBuf>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
@@ -212,6 +216,7 @@ impl JenkinsControl {
             down_after_baseline: Mutex::new(false),
             last_listing: Mutex::new(None),
             queue_watch: Mutex::new(QueueWatch::default()),
+            home: None,
         }
     }
 
@@ -256,7 +261,8 @@ impl JenkinsControl {
 
     /// Runs until the goal channel closes. With `watch`, it also watches JENKINS_HOME and
     /// follows its configuration on a standby.
-    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+    pub async fn run(mut self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+        self.home = watch.as_ref().map(|w| w.home.clone());
         let mut side = JoinSet::new();
         let mut home_watch: Option<HomeWatch> = None;
         let mut starting = JoinSet::new();
@@ -424,8 +430,14 @@ impl JenkinsControl {
                     }
                     self.set_phase(*term, CatchUpPhase::FirstPassDone);
                 } else if phase < Some(CatchUpPhase::FirstPassDone) {
-                    // Prepared by the switchover: the first pass is behind us.
+                    // Prepared by the switchover: the first pass is behind us, and its record
+                    // (made for the term handed over) is this term's promotion.
                     self.set_phase(*term, CatchUpPhase::FirstPassDone);
+                    self.update(|s| {
+                        if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term < *term) {
+                            p.term = *term;
+                        }
+                    });
                 }
                 if *final_pass && phase < Some(CatchUpPhase::Done) {
                     self.final_pass(*term, mode, goal, home_watch).await;
@@ -551,27 +563,32 @@ impl JenkinsControl {
         }
     }
 
-    /// On a quiet Jenkins, at most every five intervals: lists its queue (to date the requests
-    /// folded into each item, see [`QueueWatch`]) and cancels the builds the active already
-    /// ran (see [`crate::core::catch_up::triage`]).
+    /// On a quiet Jenkins, at most once an interval: lists its queue, reads the queued jobs'
+    /// `nextBuildNumber`, and cancels the builds another controller already ran (see
+    /// [`QueueWatch`]).
     async fn watch_queue(&self) {
         {
             let mut last = lock(&self.last_listing);
-            if last.is_some_and(|t| t.elapsed() < self.interval * 5) {
+            if last.is_some_and(|t| t.elapsed() < self.interval) {
                 return;
             }
             *last = Some(std::time::Instant::now());
         }
-        let cancelled = self.cancel_built(SWEEP_CHECKS).await;
+        let Some(queued) = self.list_queue().await else {
+            return;
+        };
+        let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
+        self.log_queue(&queued, &cancel);
+        let cancelled = self.cancel_queued(&cancel).await;
         if cancelled > 0 {
             tracing::debug!(
-                "cancelled {cancelled} queued build(s) on this quiet Jenkins: the active ran them"
+                "cancelled {cancelled} queued build(s) on this quiet Jenkins: another controller ran them"
             );
         }
     }
 
-    /// Lists the queue and dates each item's newest request; `None` when Jenkins did not
-    /// answer.
+    /// Lists the queue, reads each queued job's `nextBuildNumber` right after, and returns the
+    /// items with what the listings tell; `None` when Jenkins did not answer.
     async fn list_queue(&self) -> Option<Vec<QueuedBuild>> {
         let queue = match self.client.queue().await {
             Ok(queue) => queue,
@@ -580,6 +597,7 @@ impl JenkinsControl {
                 return None;
             }
         };
+        let listed_at = unix_ms();
         let listing: Vec<ListedItem> = queue
             .into_iter()
             .filter_map(|q| {
@@ -591,7 +609,42 @@ impl JenkinsControl {
                 })
             })
             .collect();
-        Some(lock(&self.queue_watch).observe(&listing, unix_ms()))
+        let newest = match (&self.home, listing.is_empty()) {
+            (Some(home), false) => {
+                let home = home.clone();
+                let jobs: Vec<String> = listing.iter().map(|i| i.job.clone()).collect();
+                tokio::task::spawn_blocking(move || {
+                    build_numbers::read_newest_builds(&home, &jobs, 4)
+                        .into_iter()
+                        .map(|(job, b)| (job, (b.next, b.started_ms)))
+                        .collect()
+                })
+                .await
+                .unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
+        Some(lock(&self.queue_watch).observe(&listing, listed_at, &newest))
+    }
+
+    fn log_queue(&self, queued: &[QueuedBuild], cancel: &[u64]) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        for q in queued {
+            tracing::debug!(
+                "queue item {} ({}): {} request(s), the newest after {} and by {}; next build number {:?} then, {:?} now; last build started {:?}: {}",
+                q.id,
+                q.job,
+                q.requests,
+                q.newest_after_ms,
+                q.newest_by_ms,
+                q.next_at_newest,
+                q.next_now,
+                q.last_build_ms,
+                if cancel.contains(&q.id) { "run elsewhere, cancelled" } else { "kept" }
+            );
+        }
     }
 
     /// Cancels queued builds; returns how many went.
@@ -745,6 +798,7 @@ impl JenkinsControl {
                         detail: kind.describe(),
                         took_ms: started.elapsed().as_millis() as u64,
                         cancelled_queued: 0,
+                        renumbered: 0,
                     });
                 }
             });
@@ -828,6 +882,7 @@ impl JenkinsControl {
                 }
             }
         }
+        let renumbered = self.check_next_numbers(term, home_watch).await;
         let cancelled = self.triage_queue().await;
         if cancelled > 0 {
             tracing::info!(
@@ -837,47 +892,89 @@ impl JenkinsControl {
         self.update(|s| {
             if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term == term) {
                 p.cancelled_queued = cancelled;
+                p.renumbered = renumbered;
             }
         });
+    }
+
+    /// The promotion's last check before builds start: every job's `nextBuildNumber`, read by
+    /// content (fresh even where `stat` is cached), against the numbers its Jenkins has in
+    /// memory; a job behind gets a per-item reload (see
+    /// [`crate::core::catch_up::stale_next_numbers`]). Returns how many.
+    async fn check_next_numbers(&self, term: u64, home_watch: &mut Option<HomeWatch>) -> usize {
+        let (Some(home), Some(items)) = (
+            self.home.clone(),
+            home_watch.as_ref().and_then(HomeWatch::item_names),
+        ) else {
+            tracing::warn!(
+                "term {term}: the next build numbers were not checked (JENKINS_HOME is not watched)"
+            );
+            return 0;
+        };
+        let started = std::time::Instant::now();
+        let depth = items
+            .iter()
+            .map(|i| i.matches('/').count())
+            .max()
+            .unwrap_or(0);
+        let count = items.len();
+        let on_disk = match tokio::task::spawn_blocking(move || {
+            build_numbers::read_next_numbers(&home, &items, NUMBER_READERS)
+        })
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("term {term}: reading the next build numbers failed: {e}");
+                return 0;
+            }
+        };
+        for (job, why) in on_disk.unreadable.iter().take(5) {
+            tracing::warn!("term {term}: the next build number of {job}: {why}");
+        }
+        let in_memory = match self.client.next_build_numbers(depth).await {
+            Ok(numbers) => numbers,
+            Err(e) => {
+                tracing::warn!(
+                    "term {term}: could not read the next build numbers Jenkins has loaded: {e}"
+                );
+                return 0;
+            }
+        };
+        let stale = stale_next_numbers(&on_disk.numbers, &in_memory);
+        if stale.is_empty() {
+            tracing::info!(
+                "term {term}: next build numbers checked: {} jobs of {count} items, none behind the disk ({} ms)",
+                on_disk.numbers.len(),
+                started.elapsed().as_millis()
+            );
+            return 0;
+        }
+        tracing::info!(
+            "term {term}: {} job(s) were built elsewhere since this Jenkins loaded them and no stamp showed it yet (the file system's attribute cache): reloading {}",
+            stale.len(),
+            summarize(&stale)
+        );
+        let (_, failed) = self.reload_items(&stale).await;
+        if !failed.is_empty() {
+            tracing::warn!(
+                "term {term}: {} job(s) could not be reloaded; their next build may reuse a number: {}",
+                failed.len(),
+                summarize(&failed)
+            );
+        }
+        stale.len() - failed.len()
     }
 
     /// At promotion: the queued builds whose fire the old active built (see
     /// [`crate::core::catch_up::triage`]) are cancelled. Returns how many.
     async fn triage_queue(&self) -> usize {
-        self.cancel_built(usize::MAX).await
-    }
-
-    /// Lists the queue, reads the last build of (at most `checks`) queued jobs as this Jenkins
-    /// has it loaded, and cancels the items whose newest fire a build of the other controller
-    /// covered (see [`crate::core::catch_up::triage`]). Returns how many went.
-    async fn cancel_built(&self, checks: usize) -> usize {
         let Some(queued) = self.list_queue().await else {
+            tracing::warn!("the queue could not be read before leaving quiet-down");
             return 0;
         };
-        let mut checked = Vec::with_capacity(queued.len().min(checks));
-        for mut q in queued.into_iter().take(checks) {
-            q.last_build_ms = match self.client.last_build_started(&q.job).await {
-                Ok(started) => started,
-                Err(e) => {
-                    tracing::debug!("the last build of {}: {e}", q.job);
-                    None
-                }
-            };
-            checked.push(q);
-        }
-        let cancel = triage(&checked, QUEUE_TOLERANCE_MS);
-        for q in &checked {
-            tracing::debug!(
-                "queue item {} ({}): {} request(s), the newest after {} and by {}; last build started {:?}: {}",
-                q.id,
-                q.job,
-                q.requests,
-                q.newest_after_ms,
-                q.newest_by_ms,
-                q.last_build_ms,
-                if cancel.contains(&q.id) { "built already, cancelled" } else { "kept" }
-            );
-        }
+        let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
+        self.log_queue(&queued, &cancel);
         self.cancel_queued(&cancel).await
     }
 
@@ -1106,6 +1203,15 @@ impl JenkinsControl {
         }
         note(format!("applied: {plan}"));
     }
+}
+
+/// Up to five names, then how many more.
+fn summarize(names: &[String]) -> String {
+    let mut text = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    text
 }
 
 /// The next plan of the watcher, or never when there is none. Without `hand_out`, the watcher

@@ -165,16 +165,15 @@ struct RawTask {
     url: Option<String>,
 }
 
+/// The root, a folder or a job in a `jobs[name,nextBuildNumber,jobs[…]]` tree.
 #[derive(serde::Deserialize)]
-struct RawJobBuilds {
-    #[serde(rename = "lastBuild", default)]
-    last_build: Option<RawBuildRef>,
-}
-
-#[derive(serde::Deserialize)]
-struct RawBuildRef {
+struct RawJobTree {
     #[serde(default)]
-    timestamp: Option<u64>,
+    name: Option<String>,
+    #[serde(rename = "nextBuildNumber", default)]
+    next_build_number: Option<u64>,
+    #[serde(default)]
+    jobs: Vec<RawJobTree>,
 }
 
 #[derive(serde::Deserialize)]
@@ -400,16 +399,41 @@ impl JenkinsClient {
         }
     }
 
-    /// When the job's last build started (wall-clock ms), as this Jenkins has it loaded; `None`
-    /// when it has none.
-    pub async fn last_build_started(&self, full_name: &str) -> Result<Option<u64>, JenkinsError> {
-        let path = format!(
-            "{}/api/json?tree=lastBuild[number,timestamp]",
-            item_path(full_name)?
-        );
+    /// Every job's in-memory next build number, keyed by full name, through folders down to
+    /// `depth` levels below the top. One request: `nextBuildNumber` is a field of the job, so
+    /// Jenkins loads no build to answer it.
+    pub async fn next_build_numbers(
+        &self,
+        depth: usize,
+    ) -> Result<std::collections::BTreeMap<String, u64>, JenkinsError> {
+        let mut tree = String::new();
+        for _ in 0..=depth {
+            tree.push_str("jobs[name,nextBuildNumber,");
+        }
+        tree.pop();
+        tree.push_str(&"]".repeat(depth + 1));
+        let path = format!("/api/json?tree={tree}");
         let response = self.call(Method::GET, &path, &[StatusCode::OK]).await?;
-        let raw: RawJobBuilds = parse_json(&Method::GET, &path, &response)?;
-        Ok(raw.last_build.and_then(|b| b.timestamp))
+        let raw: RawJobTree = parse_json(&Method::GET, &path, &response)?;
+        let mut out = std::collections::BTreeMap::new();
+        fn walk(
+            jobs: &[RawJobTree],
+            prefix: &str,
+            out: &mut std::collections::BTreeMap<String, u64>,
+        ) {
+            for job in jobs {
+                let Some(name) = job.name.as_deref() else {
+                    continue;
+                };
+                let full = format!("{prefix}{name}");
+                if let Some(next) = job.next_build_number {
+                    out.insert(full.clone(), next);
+                }
+                walk(&job.jobs, &format!("{full}/"), out);
+            }
+        }
+        walk(&raw.jobs, "", &mut out);
+        Ok(out)
     }
 
     /// The full name of the job at `url` (`http://host/jenkins/job/F/job/B/` → `F/B`), when it

@@ -11,6 +11,7 @@
 //! - [`watch`]: the JENKINS_HOME watcher.
 //! - [`clock`]: the daemon's clock (CLOCK_BOOTTIME), the one source of [`crate::core::Mono`].
 
+pub mod build_numbers;
 pub mod clock;
 pub mod haproxy;
 pub mod http_client;
