@@ -213,6 +213,9 @@ pub struct Spec {
     pub home: Option<home_gen::HomeSpec>,
     /// Extra arguments for both stand-ins (their load model, executors, build durations).
     pub standin_args: Vec<String>,
+    /// [`Cluster::prepare`] waits until both stand-ins have loaded the home (on by default;
+    /// [`Cluster::boot`] does not).
+    pub wait_for_jenkins: bool,
     /// `node.tls` on both sidecars, with a cluster CA made for the run: the APIs serve HTTPS,
     /// the peer URLs are `https://`, and HAProxy checks `/active` with `check-ssl verify
     /// required` against that CA.
@@ -259,6 +262,7 @@ impl Default for Spec {
             etcd_lease: None,
             home: None,
             standin_args: Vec::new(),
+            wait_for_jenkins: true,
             tls: None,
         }
     }
@@ -444,9 +448,15 @@ impl Cluster {
             cluster.write_haproxy_cfg(k);
             cluster.start_haproxy(k);
         }
-        for i in 0..2 {
+        let mut before = [0; 2];
+        for (i, b) in before.iter_mut().enumerate() {
             cluster.write_sidecar_config(i);
-            cluster.start_jenkins(i);
+            *b = cluster.spawn_jenkins(i);
+        }
+        if cluster.spec.wait_for_jenkins {
+            for (i, b) in before.into_iter().enumerate() {
+                cluster.wait_jenkins_loaded(i, b);
+            }
         }
         cluster
     }
@@ -454,6 +464,30 @@ impl Cluster {
     /// Prepares and starts both sidecars.
     pub fn start(spec: Spec) -> Cluster {
         let mut c = Self::prepare(spec);
+        c.start_sidecar(0);
+        c.start_sidecar(1);
+        c
+    }
+
+    /// Starts everything at once, as two hosts booting do: the sidecars start while their
+    /// Jenkins still load the home (and see them come up). Returns before the loads end.
+    pub fn boot(spec: Spec) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("jenkins-ha-lab-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Self::boot_in(&dir, spec);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Like [`Cluster::boot`] in a directory the caller keeps.
+    pub fn boot_in(dir: &Path, spec: Spec) -> Cluster {
+        let mut spec = spec;
+        let wait = std::mem::replace(&mut spec.wait_for_jenkins, false);
+        let mut c = Self::prepare_in(dir, spec);
+        c.spec.wait_for_jenkins = wait;
         c.start_sidecar(0);
         c.start_sidecar(1);
         c
@@ -615,7 +649,9 @@ impl Cluster {
         self.write_sidecar_config(i);
     }
 
-    pub fn start_jenkins(&mut self, i: usize) {
+    /// Spawns host `i`'s stand-in; returns its log's "listening" lines before (for
+    /// [`Cluster::wait_jenkins_loaded`]).
+    pub fn spawn_jenkins(&mut self, i: usize) -> usize {
         let host = &self.hosts[i];
         let args: Vec<String> = [
             "--listen".into(),
@@ -660,11 +696,22 @@ impl Cluster {
             &[],
         );
         self.hosts[i].jenkins = Some(proc);
-        // The stand-in answers 503 while it loads the home (as Jenkins does), and says it listens
-        // once the load is over: a home written after that is not read by its start-up.
+        started_before
+    }
+
+    /// Starts host `i`'s stand-in and waits until it has loaded the home: it answers 503 while
+    /// it loads (as Jenkins does), and says it listens once the load is over, so a home written
+    /// after that is not read by its start-up.
+    pub fn start_jenkins(&mut self, i: usize) {
+        let before = self.spawn_jenkins(i);
+        self.wait_jenkins_loaded(i, before);
+    }
+
+    /// Waits until host `i`'s stand-in printed more "listening" lines than `before`.
+    pub fn wait_jenkins_loaded(&self, i: usize, before: usize) {
+        let log = self.dir.join(format!("{}-jenkins.log", self.hosts[i].name));
         assert!(
-            wait_for(Duration::from_secs(180), || listening_lines(&log)
-                > started_before),
+            wait_for(Duration::from_secs(600), || listening_lines(&log) > before),
             "stand-in {i} did not finish starting\n{}",
             fs::read_to_string(&log).unwrap_or_default()
         );

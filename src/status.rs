@@ -390,14 +390,23 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 p.term,
                 p.took_ms as f64 / 1000.0,
                 p.detail,
-                if p.cancelled_queued > 0 {
-                    format!(
-                        "; {} queued build(s) the old active had run were cancelled",
-                        p.cancelled_queued
-                    )
-                } else {
-                    String::new()
-                }
+                [
+                    (p.renumbered > 0).then(|| {
+                        format!(
+                            "; {} job(s) reloaded whose next build number the disk had ahead",
+                            p.renumbered
+                        )
+                    }),
+                    (p.cancelled_queued > 0).then(|| {
+                        format!(
+                            "; {} queued build(s) the old active had run were cancelled",
+                            p.cancelled_queued
+                        )
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<String>()
             ));
         }
         for r in &n.restart_needed {

@@ -183,6 +183,8 @@ pub struct JenkinsControl {
     queue_watch: Mutex<QueueWatch>,
     /// JENKINS_HOME, when it is watched.
     home: Option<std::path::PathBuf>,
+    /// Failures already logged (see [`JenkinsControl::note_error`]).
+    warned: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
@@ -217,6 +219,7 @@ impl JenkinsControl {
             last_listing: Mutex::new(None),
             queue_watch: Mutex::new(QueueWatch::default()),
             home: None,
+            warned: Mutex::new(Default::default()),
         }
     }
 
@@ -567,6 +570,9 @@ impl JenkinsControl {
     /// `nextBuildNumber`, and cancels the builds another controller already ran (see
     /// [`QueueWatch`]).
     async fn watch_queue(&self) {
+        if self.checks.snapshot().word != "up" {
+            return;
+        }
         {
             let mut last = lock(&self.last_listing);
             if last.is_some_and(|t| t.elapsed() < self.interval) {
@@ -693,7 +699,6 @@ impl JenkinsControl {
             return;
         }
         let result = if quiet {
-            tracing::info!("putting Jenkins into quiet-down");
             self.client.quiet_down().await
         } else {
             self.client.cancel_quiet_down().await
@@ -705,19 +710,32 @@ impl JenkinsControl {
                     s.quieting_down = Some(quiet);
                     s.last_error = None;
                 });
-                if let Asserted::Active { term, .. } = wanted {
-                    tracing::info!("Jenkins is active for term {term}: quiet-down cancelled");
+                lock(&self.warned).clear();
+                match wanted {
+                    Asserted::Active { term, .. } => {
+                        tracing::info!("Jenkins is active for term {term}: quiet-down cancelled")
+                    }
+                    Asserted::Quiet { .. } => {
+                        tracing::info!("Jenkins is in quiet-down: it starts no build")
+                    }
                 }
             }
             Err(e) => self.note_error(&e),
         }
     }
 
+    /// Records a failed call; each distinct failure is logged once until a quiet-down or its
+    /// cancel goes through again (a Jenkins that loads for minutes answers 503 to everything).
     fn note_error(&self, e: &JenkinsError) {
         let text = e.to_string();
-        if self.snapshot().last_error.as_deref() != Some(text.as_str()) {
+        let mut warned = lock(&self.warned);
+        if warned.len() >= 64 {
+            warned.clear();
+        }
+        if warned.insert(text.clone()) {
             tracing::warn!("Jenkins: {text}");
         }
+        drop(warned);
         self.update(|s| s.last_error = Some(text));
     }
 
@@ -737,7 +755,11 @@ impl JenkinsControl {
             ReloadPurpose::Promote(t) | ReloadPurpose::Prepare(t) => t,
             _ => 0,
         };
-        let pending = self.flush_watch(home_watch).await;
+        // A promotion serves users after this first pass: it takes what the watcher's scans
+        // found so far (a scan of 10,000 jobs on NFS takes seconds), and the final pass scans.
+        // A switchover's preparation runs while the old master serves: it scans first.
+        let scan = !matches!(purpose, ReloadPurpose::Promote(_));
+        let pending = self.flush_watch(home_watch, scan).await;
         let (full_why, mut items) = match &pending {
             Some(plan) => {
                 self.note_restart_needed(plan);
@@ -831,7 +853,7 @@ impl JenkinsControl {
         if !self.full_reload(kind, purpose, mode, goal).await {
             return false;
         }
-        if let Some(plan) = self.flush_watch(home_watch).await {
+        if let Some(plan) = self.flush_watch(home_watch, true).await {
             self.note_restart_needed(&plan);
             for item in plan.items {
                 if !nested.contains(&item) {
@@ -853,7 +875,7 @@ impl JenkinsControl {
         goal: &mut watch::Receiver<JenkinsGoal>,
         home_watch: &mut Option<HomeWatch>,
     ) {
-        if let Some(plan) = self.flush_watch(home_watch).await {
+        if let Some(plan) = self.flush_watch(home_watch, true).await {
             self.note_restart_needed(&plan);
             if plan.full {
                 tracing::info!(
@@ -998,26 +1020,38 @@ impl JenkinsControl {
 
     /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may
     /// hang).
-    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Option<ReloadPlan> {
+    async fn flush_watch(
+        &self,
+        home_watch: &mut Option<HomeWatch>,
+        scan: bool,
+    ) -> Option<ReloadPlan> {
         let w = home_watch.as_mut()?;
-        let bound = (self.interval * 4).max(Duration::from_secs(2));
-        match tokio::time::timeout(bound, w.flush()).await {
-            Ok(Ok(Some(plan))) => {
-                tracing::info!("applying pending JENKINS_HOME changes: {plan}");
-                Some(plan)
+        let plan = if scan {
+            // A scan of a large home on NFS takes seconds: give it three times the last one.
+            let last = w.last_stats().map(|s| s.duration).unwrap_or_default();
+            let bound = (self.interval * 4)
+                .max(Duration::from_secs(2))
+                .max(last * 3);
+            match tokio::time::timeout(bound, w.flush()).await {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(e)) => {
+                    tracing::warn!("JENKINS_HOME scan before the catch-up failed: {e}");
+                    w.take_pending()
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "JENKINS_HOME scan before the catch-up did not finish in {bound:?}; going on with what earlier scans found"
+                    );
+                    w.take_pending()
+                }
             }
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
-                tracing::warn!("JENKINS_HOME scan before the catch-up failed: {e}");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "JENKINS_HOME scan before the catch-up did not finish in {bound:?}; going on"
-                );
-                None
-            }
+        } else {
+            w.take_pending()
+        };
+        if let Some(plan) = &plan {
+            tracing::info!("applying pending JENKINS_HOME changes: {plan}");
         }
+        plan
     }
 
     /// Per-item reloads (`POST /job/.../reload`), in order (a folder before its children).
