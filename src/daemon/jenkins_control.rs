@@ -819,6 +819,9 @@ impl JenkinsControl {
                         },
                         detail: kind.describe(),
                         took_ms: started.elapsed().as_millis() as u64,
+                        builds_after_ms: None,
+                        started_unix_ms: unix_ms()
+                            .saturating_sub(started.elapsed().as_millis() as u64),
                         cancelled_queued: 0,
                         renumbered: 0,
                     });
@@ -915,6 +918,7 @@ impl JenkinsControl {
             if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term == term) {
                 p.cancelled_queued = cancelled;
                 p.renumbered = renumbered;
+                p.builds_after_ms = Some(unix_ms().saturating_sub(p.started_unix_ms));
             }
         });
     }
