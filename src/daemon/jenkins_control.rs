@@ -880,11 +880,18 @@ impl JenkinsControl {
     ) {
         if let Some(plan) = self.flush_watch(home_watch, true).await {
             self.note_restart_needed(&plan);
-            if plan.full {
+            // A full reload when the plan needs one, or when an item reload met an item its
+            // Jenkins does not have (only a full reload discovers it).
+            let full = if plan.full {
                 tracing::info!(
                     "term {term}: the final pass needs a full reload: {}",
                     plan.full_why.join("; ")
                 );
+                true
+            } else {
+                !self.reload_items(&plan.items).await.0.is_empty()
+            };
+            if full {
                 self.full_catch_up(
                     ReloadPurpose::Promote(term),
                     mode,
@@ -893,18 +900,6 @@ impl JenkinsControl {
                     &plan.items,
                 )
                 .await;
-            } else {
-                let (not_loaded, _) = self.reload_items(&plan.items).await;
-                if !not_loaded.is_empty() {
-                    self.full_catch_up(
-                        ReloadPurpose::Promote(term),
-                        mode,
-                        goal,
-                        home_watch,
-                        &plan.items,
-                    )
-                    .await;
-                }
             }
         }
         let renumbered = self.check_next_numbers(term, home_watch).await;
