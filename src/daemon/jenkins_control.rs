@@ -185,6 +185,8 @@ pub struct JenkinsControl {
     home: Option<std::path::PathBuf>,
     /// Failures already logged (see [`JenkinsControl::note_error`]).
     warned: Mutex<std::collections::BTreeSet<String>>,
+    /// The term whose catch-up ended last, and when (see [`JenkinsControl::settling`]).
+    caught_up: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
@@ -220,6 +222,7 @@ impl JenkinsControl {
             queue_watch: Mutex::new(QueueWatch::default()),
             home: None,
             warned: Mutex::new(Default::default()),
+            caught_up: Mutex::new(None),
         }
     }
 
@@ -305,7 +308,13 @@ impl JenkinsControl {
             // Only a standby takes plans; the catch-ups of a promotion or of a switchover's
             // preparation flush what waits, and the active wrote its changes itself. What the
             // watcher sees meanwhile waits in its batch.
-            let follow = matches!(goal.borrow().mode, Mode::Standby { prepare: None, .. });
+            // A new active also takes the plans of its first moments: the old master may have
+            // written (a user saving a job) until HAProxy moved its users, after the final pass.
+            let follow = match goal.borrow().mode {
+                Mode::Standby { prepare: None } => true,
+                Mode::Active { term, .. } => self.settling(term),
+                _ => false,
+            };
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(self.interval) => {}
@@ -445,6 +454,7 @@ impl JenkinsControl {
                 if *final_pass && phase < Some(CatchUpPhase::Done) {
                     self.final_pass(*term, mode, goal, home_watch).await;
                     self.set_phase(*term, CatchUpPhase::Done);
+                    *lock(&self.caught_up) = Some((*term, std::time::Instant::now()));
                     tracing::info!("Jenkins caught up for term {term}");
                 }
             }
@@ -722,6 +732,12 @@ impl JenkinsControl {
             }
             Err(e) => self.note_error(&e),
         }
+    }
+
+    /// Whether the new active of `term` is in its first moments (ten intervals after its
+    /// catch-up ended), while HAProxy moves the users and the old master may still write.
+    fn settling(&self, term: u64) -> bool {
+        lock(&self.caught_up).is_some_and(|(t, at)| t == term && at.elapsed() < self.interval * 10)
     }
 
     /// Records a failed call; each distinct failure is logged once until a quiet-down or its
@@ -1184,6 +1200,25 @@ impl JenkinsControl {
             })
         };
         self.note_restart_needed(&plan);
+        if let Mode::Active { term, .. } = mode {
+            // Settling after a promotion: per-item reloads only (a full reload would make the
+            // Jenkins users were just sent to answer 503 for as long as it takes).
+            if plan.full {
+                tracing::warn!(
+                    "term {term}: JENKINS_HOME changed right after the promotion in a way only a full reload applies ({}); not applied on the active: a switchover applies it",
+                    plan.full_why.join("; ")
+                );
+            }
+            if !plan.items.is_empty() {
+                tracing::info!(
+                    "term {term}: the old master wrote until users moved: reloading {}",
+                    summarize(&plan.items)
+                );
+                self.reload_items(&plan.items).await;
+            }
+            note(format!("applied while settling: {plan}"));
+            return;
+        }
         if let Mode::Standby {
             prepare: Some(term),
             ..
