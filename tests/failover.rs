@@ -452,7 +452,13 @@ async fn a_promotion_reload_three_times_the_lease_settles_and_fails_over() {
     };
     assert_eq!(spec.reload_base, spec.lease_timeout * 3);
     let reload = spec.reload_base;
-    let mut c = Cluster::start(spec);
+    // Both Jenkins have loaded the home; then a new top-level job lands on disk before the
+    // sidecars start. Only a full reload loads a new top-level job, so the first promotion
+    // must run one, and it lasts three lease timeouts.
+    let mut c = Cluster::prepare(spec);
+    cluster::write_job(&c.home, "job-new", "created before the sidecars started");
+    c.start_sidecar(0);
+    c.start_sidecar(1);
     let active = c
         .wait_one_active(reload * 3)
         .await
