@@ -11,7 +11,9 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd::EtcdCluster;
-use jenkins_ha::io::lease::{Lease, LeaseError, LeaseIo, TermFile, TermRecord, HISTORY_KEEP};
+use jenkins_ha::io::lease::{
+    Lease, LeaseError, LeaseIo, LeaseOp, TermFile, TermRecord, HISTORY_KEEP,
+};
 use jenkins_ha::io::lease_etcd::{call_budget, EtcdLease, EtcdSettings};
 use tokio::sync::Notify;
 
@@ -52,6 +54,7 @@ fn record(term: u64, node: &str, counter: u64) -> TermRecord {
         end_reason: None,
         started_unix_ms: 1,
         renewed_unix_ms: 1,
+        timing: None,
     }
 }
 
@@ -407,12 +410,17 @@ fn without_quorum_calls_fail_within_the_deadline_and_work_again_after() {
 async fn without_quorum(mut c: EtcdCluster) {
     let l = lease(&c, "/quorum");
     let io = LeaseIo::new(Arc::new(l), DEADLINE);
-    assert!(io.call(|l| l.claim(&record(1, "a", 0))).await.unwrap());
+    assert!(io
+        .call(LeaseOp::Claim, |l| l.claim(&record(1, "a", 0)))
+        .await
+        .unwrap());
     c.kill(1);
     c.kill(2);
     for counter in 1..=4u64 {
         let start = Instant::now();
-        let r = io.call(move |l| l.write(&record(1, "a", counter))).await;
+        let r = io
+            .call(LeaseOp::Write, move |l| l.write(&record(1, "a", counter)))
+            .await;
         let took = start.elapsed();
         // The etcd call gives up on its own, inside the loop's deadline, with its own error.
         let e = r.expect_err("a renewal without quorum");
@@ -421,7 +429,10 @@ async fn without_quorum(mut c: EtcdCluster) {
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains(&c.members[0].endpoint()), "{line}");
         assert!(took < DEADLINE, "{took:?}");
-        let e = io.call(|l| l.observe()).await.expect_err("a read");
+        let e = io
+            .call(LeaseOp::Read, |l| l.observe())
+            .await
+            .expect_err("a read");
         assert!(matches!(e, LeaseError::Etcd(_)), "{e:?}");
     }
     c.restart(1);
@@ -431,7 +442,7 @@ async fn without_quorum(mut c: EtcdCluster) {
     let mut ok = false;
     for counter in 5..60u64 {
         if io
-            .call(move |l| l.write(&record(1, "a", counter)))
+            .call(LeaseOp::Write, move |l| l.write(&record(1, "a", counter)))
             .await
             .is_ok()
         {
@@ -441,7 +452,7 @@ async fn without_quorum(mut c: EtcdCluster) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ok, "renewals never worked again\n{}", c.logs());
-    let snap = io.call(|l| l.observe()).await.unwrap();
+    let snap = io.call(LeaseOp::Read, |l| l.observe()).await.unwrap();
     assert!(matches!(snap.newest, Some(TermFile::Valid(r)) if r.node == "a"));
 }
 
