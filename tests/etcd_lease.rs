@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use etcd::EtcdCluster;
 use jenkins_ha::io::lease::{
-    Lease, LeaseError, LeaseIo, LeaseOp, TermFile, TermRecord, HISTORY_KEEP,
+    Lease, LeaseError, LeaseIo, LeaseMeter, LeaseOp, TermFile, TermRecord, HISTORY_KEEP,
 };
 use jenkins_ha::io::lease_etcd::{call_budget, EtcdLease, EtcdSettings};
 use tokio::sync::Notify;
@@ -54,7 +54,16 @@ fn record(term: u64, node: &str, counter: u64) -> TermRecord {
         end_reason: None,
         started_unix_ms: 1,
         renewed_unix_ms: 1,
-        timing: None,
+        // The holder's timing travels in its record, as the daemon writes it.
+        timing: Some(
+            jenkins_ha::core::Timing {
+                interval: Duration::from_secs(1),
+                fall: 3,
+                rise: 2,
+                lease_timeout: Duration::from_secs(5),
+            }
+            .shared(),
+        ),
     }
 }
 
@@ -121,7 +130,7 @@ fn a_renewing_holder_keeps_its_term_and_loses_it_only_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(300));
         last_renewal = Instant::now();
         a.write(&record(1, "a", counter)).unwrap();
-        assert_eq!(newest(&b).counter, counter);
+        assert_eq!(newest(&b), record(1, "a", counter), "the whole record, timing too");
         assert!(!b.claim(&record(2, "b", 0)).unwrap(), "renewal {counter}");
     }
     // a goes silent: its counter freezes where b can see it, and b gets term 2 only once etcd
@@ -406,10 +415,36 @@ fn without_quorum_calls_fail_within_the_deadline_and_work_again_after() {
         .block_on(without_quorum(c));
 }
 
-/// The daemon's way: every call through [`LeaseIo`] on the runtime's blocking threads.
+/// What a [`LeaseMeter`] was told: each op's failures and measured calls.
+#[derive(Default)]
+struct Meter(std::sync::Mutex<Vec<(LeaseOp, Option<Duration>)>>);
+
+impl LeaseMeter for Meter {
+    fn took(&self, op: LeaseOp, took: Duration) {
+        self.0.lock().unwrap().push((op, Some(took)));
+    }
+    fn failed(&self, op: LeaseOp) {
+        self.0.lock().unwrap().push((op, None));
+    }
+}
+
+impl Meter {
+    fn count(&self, op: LeaseOp, failed: bool) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, t)| *o == op && t.is_none() == failed)
+            .count()
+    }
+}
+
+/// The daemon's way: every call through [`LeaseIo`] on the runtime's blocking threads, each
+/// one measured and each failure counted (the daemon's lease metrics).
 async fn without_quorum(mut c: EtcdCluster) {
     let l = lease(&c, "/quorum");
-    let io = LeaseIo::new(Arc::new(l), DEADLINE);
+    let meter = Arc::new(Meter::default());
+    let io = LeaseIo::new(Arc::new(l), DEADLINE).metered(meter.clone());
     assert!(io
         .call(LeaseOp::Claim, |l| l.claim(&record(1, "a", 0)))
         .await
@@ -435,6 +470,13 @@ async fn without_quorum(mut c: EtcdCluster) {
             .expect_err("a read");
         assert!(matches!(e, LeaseError::Etcd(_)), "{e:?}");
     }
+    // Each failed call was counted once, by its operation, and measured as it ran.
+    assert_eq!(meter.count(LeaseOp::Claim, false), 1);
+    assert_eq!(meter.count(LeaseOp::Claim, true), 0);
+    assert_eq!(meter.count(LeaseOp::Write, true), 4);
+    assert_eq!(meter.count(LeaseOp::Read, true), 4);
+    assert_eq!(meter.count(LeaseOp::Write, false), 4);
+    assert_eq!(meter.count(LeaseOp::Read, false), 4);
     c.restart(1);
     c.restart(2);
     assert!(c.wait_ready(Duration::from_secs(20)), "{}", c.logs());

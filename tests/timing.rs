@@ -39,7 +39,11 @@ async fn mismatched() -> Cluster {
             (c.active_code(0).await == Some(200)).then_some(())
         })
         .await;
-    assert!(active.is_some(), "jenkins01 never became active\n{}", c.logs());
+    assert!(
+        active.is_some(),
+        "jenkins01 never became active\n{}",
+        c.logs()
+    );
     c.start_sidecar(1);
     let following = c
         .wait(Duration::from_secs(15), || async {
@@ -47,7 +51,11 @@ async fn mismatched() -> Cluster {
             (s.nodes[0].role.as_str() == "standby" && s.nodes[0].jenkins_healthy).then_some(())
         })
         .await;
-    assert!(following.is_some(), "jenkins02 never followed\n{}", c.logs());
+    assert!(
+        following.is_some(),
+        "jenkins02 never followed\n{}",
+        c.logs()
+    );
     c
 }
 
@@ -64,7 +72,8 @@ fn sidecar_log(c: &Cluster, i: usize) -> String {
     std::fs::read_to_string(c.dir.join(format!("{}-sidecar.log", NAMES[i]))).unwrap_or_default()
 }
 
-const MISMATCH_LINE: &str = "Timing differs: jenkins01 has lease_timeout 3s, jenkins02 has lease_timeout 2s; \
+const MISMATCH_LINE: &str =
+    "Timing differs: jenkins01 has lease_timeout 3s, jenkins02 has lease_timeout 2s; \
      neither takes a stale term over from the other: align timing: in both configs";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -672,7 +672,8 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_never_heard_has_an_infinite_age_and_no_round_trip_spelled_as_prometheus_spells_them() {
+    fn a_peer_never_heard_has_an_infinite_age_and_no_round_trip_spelled_as_prometheus_spells_them()
+    {
         let m = Metrics::new();
         m.set_peer("jenkins02", None, None, false);
         for format in [Format::Text, Format::OpenMetrics] {
