@@ -63,6 +63,7 @@ fn term(holder: &str, counter: u64) -> LeaseObs {
         counter,
         released: false,
         handover_to: None,
+        timing: Some(params(holder, "peer").timing.shared()),
     })
 }
 
@@ -80,6 +81,7 @@ fn observation(now: Duration, lease: LeaseObs, peer_role: Role) -> Observation {
             current: true,
             priority: 1,
             age: Duration::from_millis(200),
+            timing: Some(params("peer", "jenkins01").timing.shared()),
         }],
         paused: false,
         command: None,

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::cluster::Candidate;
-use crate::core::Role;
+use crate::core::timing::config_duration;
+use crate::core::{Role, SharedTiming};
 
 /// A finished reload, for `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,15 @@ pub struct NodeStatus {
     /// and only while it fails): "TLS: certificate verify failed: ...", "connection refused".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_error: Option<String>,
+    /// Its `interval`, `lease_timeout` and `fall` (absent from a node older than this field;
+    /// for another node, as its last heartbeat or, for the holder, its term record said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<SharedTiming>,
+    /// Set by the answering node on the other nodes: the fields of `timing` in which this node
+    /// differs from the answering node (`interval`, `lease_timeout`, `fall`). Neither takes a
+    /// stale term over from the other while they differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing_differs: Vec<String>,
 }
 
 /// Reload counts and the last reload of one node's Jenkins.
@@ -177,6 +187,8 @@ impl NodeStatus {
             reloads: Reloads::default(),
             version: String::new(),
             heartbeat_error: None,
+            timing: None,
+            timing_differs: Vec::new(),
         }
     }
 }
@@ -198,6 +210,9 @@ pub struct LeaseStatus {
     /// Set when the lease could not be read.
     #[serde(default)]
     pub error: Option<String>,
+    /// The holder's timing, as its term record says (absent from records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<SharedTiming>,
 }
 
 /// One HAProxy socket as the answering node last saw it.
@@ -292,6 +307,44 @@ fn version_mismatch(nodes: &[NodeStatus]) -> Option<String> {
     ))
 }
 
+/// Some fields of a timing, as the config writes them: `lease_timeout 5s`, `interval 1s, fall 3`.
+fn timing_fields(t: &SharedTiming, fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| match f.as_str() {
+            "interval" => format!("interval {}", config_duration(t.interval)),
+            "lease_timeout" => format!("lease_timeout {}", config_duration(t.lease_timeout)),
+            "fall" => format!("fall {}", t.fall),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The lines flagging nodes whose timing differs from the answering node's, if any.
+fn timing_mismatch(status: &ClusterStatus) -> String {
+    let mine = status
+        .nodes
+        .iter()
+        .find(|n| n.name == status.reporter)
+        .and_then(|n| n.timing);
+    let mut out = String::new();
+    for n in status.nodes.iter().filter(|n| !n.timing_differs.is_empty()) {
+        let (Some(mine), Some(theirs)) = (mine, n.timing) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "Timing differs: {} has {}, {} has {}; neither takes a stale term over from the other: \
+             align timing: in both configs\n",
+            n.name,
+            timing_fields(&theirs, &n.timing_differs),
+            status.reporter,
+            timing_fields(&mine, &n.timing_differs),
+        ));
+    }
+    out
+}
+
 /// Renders the status as a table, like `patronictl list`.
 pub fn render_table(status: &ClusterStatus) -> String {
     let mut out = String::new();
@@ -363,6 +416,7 @@ pub fn render_table(status: &ClusterStatus) -> String {
     if let Some(line) = version_mismatch(&status.nodes) {
         out.push_str(&line);
     }
+    out.push_str(&timing_mismatch(status));
     for n in &status.nodes {
         if let Some(e) = &n.heartbeat_error {
             out.push_str(&format!(
@@ -479,6 +533,7 @@ mod tests {
                 released: false,
                 handover_to: None,
                 error: None,
+                timing: None,
             },
             haproxy: vec![],
         }
@@ -525,6 +580,45 @@ mod tests {
         let n: NodeStatus = serde_json::from_str(old).unwrap();
         assert_eq!(n.version, "");
         assert_eq!(n.heartbeat_error, None);
+    }
+
+    #[test]
+    fn a_timing_mismatch_is_a_line_under_the_table_and_a_field_of_the_node() {
+        let timing = |lease_ms| SharedTiming {
+            interval: std::time::Duration::from_secs(1),
+            lease_timeout: std::time::Duration::from_millis(lease_ms),
+            fall: 3,
+        };
+        let mut me = node("jenkins01", Role::Active, "0.2.0");
+        me.timing = Some(timing(3000));
+        let mut peer = node("jenkins02", Role::Standby, "0.2.0");
+        peer.timing = Some(timing(5000));
+        peer.timing_differs = vec!["lease_timeout".into()];
+        let status = cluster(vec![me.clone(), peer.clone()]);
+        let table = render_table(&status);
+        assert!(
+            table.contains(
+                "Timing differs: jenkins02 has lease_timeout 5s, jenkins01 has lease_timeout 3s; \
+                 neither takes a stale term over from the other: align timing: in both configs\n"
+            ),
+            "{table}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json["nodes"][1]["timing_differs"],
+            serde_json::json!(["lease_timeout"])
+        );
+        assert_eq!(
+            json["nodes"][1]["timing"],
+            serde_json::json!({"interval_ms": 1000, "lease_timeout_ms": 5000, "fall": 3})
+        );
+        // The same timing: no line, no field.
+        peer.timing = Some(timing(3000));
+        peer.timing_differs.clear();
+        let status = cluster(vec![me, peer]);
+        assert!(!render_table(&status).contains("Timing differs"));
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json["nodes"][1].get("timing_differs").is_none());
     }
 
     #[test]

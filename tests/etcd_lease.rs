@@ -11,7 +11,9 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd::EtcdCluster;
-use jenkins_ha::io::lease::{Lease, LeaseError, LeaseIo, TermFile, TermRecord, HISTORY_KEEP};
+use jenkins_ha::io::lease::{
+    Lease, LeaseError, LeaseIo, LeaseMeter, LeaseOp, TermFile, TermRecord, HISTORY_KEEP,
+};
 use jenkins_ha::io::lease_etcd::{call_budget, EtcdLease, EtcdSettings};
 use tokio::sync::Notify;
 
@@ -52,6 +54,16 @@ fn record(term: u64, node: &str, counter: u64) -> TermRecord {
         end_reason: None,
         started_unix_ms: 1,
         renewed_unix_ms: 1,
+        // The holder's timing travels in its record, as the daemon writes it.
+        timing: Some(
+            jenkins_ha::core::Timing {
+                interval: Duration::from_secs(1),
+                fall: 3,
+                rise: 2,
+                lease_timeout: Duration::from_secs(5),
+            }
+            .shared(),
+        ),
     }
 }
 
@@ -118,7 +130,7 @@ fn a_renewing_holder_keeps_its_term_and_loses_it_only_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(300));
         last_renewal = Instant::now();
         a.write(&record(1, "a", counter)).unwrap();
-        assert_eq!(newest(&b).counter, counter);
+        assert_eq!(newest(&b), record(1, "a", counter), "the whole record, timing too");
         assert!(!b.claim(&record(2, "b", 0)).unwrap(), "renewal {counter}");
     }
     // a goes silent: its counter freezes where b can see it, and b gets term 2 only once etcd
@@ -403,16 +415,47 @@ fn without_quorum_calls_fail_within_the_deadline_and_work_again_after() {
         .block_on(without_quorum(c));
 }
 
-/// The daemon's way: every call through [`LeaseIo`] on the runtime's blocking threads.
+/// What a [`LeaseMeter`] was told: each op's failures and measured calls.
+#[derive(Default)]
+struct Meter(std::sync::Mutex<Vec<(LeaseOp, Option<Duration>)>>);
+
+impl LeaseMeter for Meter {
+    fn took(&self, op: LeaseOp, took: Duration) {
+        self.0.lock().unwrap().push((op, Some(took)));
+    }
+    fn failed(&self, op: LeaseOp) {
+        self.0.lock().unwrap().push((op, None));
+    }
+}
+
+impl Meter {
+    fn count(&self, op: LeaseOp, failed: bool) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, t)| *o == op && t.is_none() == failed)
+            .count()
+    }
+}
+
+/// The daemon's way: every call through [`LeaseIo`] on the runtime's blocking threads, each
+/// one measured and each failure counted (the daemon's lease metrics).
 async fn without_quorum(mut c: EtcdCluster) {
     let l = lease(&c, "/quorum");
-    let io = LeaseIo::new(Arc::new(l), DEADLINE);
-    assert!(io.call(|l| l.claim(&record(1, "a", 0))).await.unwrap());
+    let meter = Arc::new(Meter::default());
+    let io = LeaseIo::new(Arc::new(l), DEADLINE).metered(meter.clone());
+    assert!(io
+        .call(LeaseOp::Claim, |l| l.claim(&record(1, "a", 0)))
+        .await
+        .unwrap());
     c.kill(1);
     c.kill(2);
     for counter in 1..=4u64 {
         let start = Instant::now();
-        let r = io.call(move |l| l.write(&record(1, "a", counter))).await;
+        let r = io
+            .call(LeaseOp::Write, move |l| l.write(&record(1, "a", counter)))
+            .await;
         let took = start.elapsed();
         // The etcd call gives up on its own, inside the loop's deadline, with its own error.
         let e = r.expect_err("a renewal without quorum");
@@ -421,9 +464,19 @@ async fn without_quorum(mut c: EtcdCluster) {
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains(&c.members[0].endpoint()), "{line}");
         assert!(took < DEADLINE, "{took:?}");
-        let e = io.call(|l| l.observe()).await.expect_err("a read");
+        let e = io
+            .call(LeaseOp::Read, |l| l.observe())
+            .await
+            .expect_err("a read");
         assert!(matches!(e, LeaseError::Etcd(_)), "{e:?}");
     }
+    // Each failed call was counted once, by its operation, and measured as it ran.
+    assert_eq!(meter.count(LeaseOp::Claim, false), 1);
+    assert_eq!(meter.count(LeaseOp::Claim, true), 0);
+    assert_eq!(meter.count(LeaseOp::Write, true), 4);
+    assert_eq!(meter.count(LeaseOp::Read, true), 4);
+    assert_eq!(meter.count(LeaseOp::Write, false), 4);
+    assert_eq!(meter.count(LeaseOp::Read, false), 4);
     c.restart(1);
     c.restart(2);
     assert!(c.wait_ready(Duration::from_secs(20)), "{}", c.logs());
@@ -431,7 +484,7 @@ async fn without_quorum(mut c: EtcdCluster) {
     let mut ok = false;
     for counter in 5..60u64 {
         if io
-            .call(move |l| l.write(&record(1, "a", counter)))
+            .call(LeaseOp::Write, move |l| l.write(&record(1, "a", counter)))
             .await
             .is_ok()
         {
@@ -441,7 +494,7 @@ async fn without_quorum(mut c: EtcdCluster) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ok, "renewals never worked again\n{}", c.logs());
-    let snap = io.call(|l| l.observe()).await.unwrap();
+    let snap = io.call(LeaseOp::Read, |l| l.observe()).await.unwrap();
     assert!(matches!(snap.newest, Some(TermFile::Valid(r)) if r.node == "a"));
 }
 

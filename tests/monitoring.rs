@@ -3,11 +3,17 @@
 //! a healthy cluster, the example prometheus.yml loads them, and the Grafana dashboard is a
 //! valid, importable dashboard whose queries parse as PromQL. The rules and the dashboard name
 //! only metrics from `monitoring/metrics.txt`, the one list of what the daemon exports, and the
-//! dashboard shows every one of them.
+//! dashboard shows every one of them. A running daemon exports exactly that list, in the
+//! Prometheus text format (clean under `promtool check metrics`) and in OpenMetrics.
+
+#[path = "../lab/cluster.rs"]
+mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn monitoring(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +31,7 @@ fn read(file: &str) -> String {
 struct Metric {
     kind: String,
     labels: Vec<String>,
+    help: String,
 }
 
 /// `metrics.txt`: NAME TYPE LABELS HELP per line, `#` comments.
@@ -68,6 +75,7 @@ fn metrics() -> BTreeMap<String, Metric> {
             Metric {
                 kind: kind.to_string(),
                 labels,
+                help: help.to_string(),
             },
         );
         assert!(old.is_none(), "{at}: {name} listed twice");
@@ -285,10 +293,14 @@ fn metrics_txt_lists_each_exported_metric_once() {
         "jenkins_ha_lease_read_duration_seconds",
         "jenkins_ha_lease_write_duration_seconds",
         "jenkins_ha_jenkins_reload_duration_seconds",
+        "jenkins_ha_peer_rtt_seconds",
+        "jenkins_ha_watch_mode",
+        "jenkins_ha_promotions_total",
+        "jenkins_ha_watch_scan_duration_seconds",
     ] {
         assert!(m.contains_key(name), "metrics.txt lacks {name}");
     }
-    assert_eq!(m.len(), 23, "{:?}", m.keys().collect::<Vec<_>>());
+    assert_eq!(m.len(), 27, "{:?}", m.keys().collect::<Vec<_>>());
     assert_eq!(m["jenkins_ha_peer_up"].labels, ["peer"]);
     assert_eq!(m["jenkins_ha_lease_errors_total"].labels, ["op"]);
 }
@@ -557,4 +569,336 @@ fn the_grafana_dashboard_is_valid_and_shows_only_and_every_listed_metric() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One metric family as a scrape showed it: its type, its help, the label names of its samples
+/// (`le` aside), and its samples (series, value).
+#[derive(Debug, Default)]
+struct Family {
+    kind: String,
+    help: String,
+    labels: BTreeSet<String>,
+    samples: Vec<(String, String)>,
+}
+
+/// The families of a `/metrics` answer, by the name metrics.txt uses. In OpenMetrics a counter
+/// family is named without `_total` (its samples have it); in the text format its `# TYPE`
+/// names the samples.
+fn families(body: &str, openmetrics: bool) -> BTreeMap<String, Family> {
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    let mut current = String::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("a help text");
+            current = name.to_string();
+            out.entry(current.clone()).or_default().help = help.to_string();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("a type");
+            assert_eq!(
+                name, current,
+                "# TYPE {name} follows the # HELP of {current}"
+            );
+            out.entry(current.clone()).or_default().kind = kind.to_string();
+        } else if line == "# EOF" {
+            assert!(openmetrics, "# EOF in the text format");
+        } else if line.starts_with('#') || line.is_empty() {
+            panic!("unexpected line {line:?}");
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect("a sample");
+            let name = series.split('{').next().unwrap_or("");
+            let family = out
+                .get_mut(&current)
+                .unwrap_or_else(|| panic!("{name} comes before any # TYPE"));
+            let base = ["_bucket", "_sum", "_count", "_total"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                name == current || base == current || base == current.trim_end_matches("_total"),
+                "sample {name} under the family {current}"
+            );
+            if let Some((_, labels)) = series.split_once('{') {
+                for pair in labels.trim_end_matches('}').split(',') {
+                    let key = pair.split_once('=').expect("label=value").0;
+                    if key != "le" {
+                        family.labels.insert(key.to_string());
+                    }
+                }
+            }
+            family.samples.push((series.to_string(), value.to_string()));
+        }
+    }
+    if openmetrics {
+        // Back to the names PromQL queries: NAME_total for a counter.
+        out = out
+            .into_iter()
+            .map(|(name, f)| {
+                if f.kind == "counter" {
+                    (format!("{name}_total"), f)
+                } else {
+                    (name, f)
+                }
+            })
+            .collect();
+    }
+    out
+}
+
+/// `GET /metrics` of node `i` with `accept`: (Content-Type, body).
+async fn scrape(c: &cluster::Cluster, i: usize, accept: Option<&str>) -> (String, String) {
+    let url = format!("{}/metrics", c.api_url(i));
+    let headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> = accept
+        .map(|a| {
+            vec![(
+                hyper::header::ACCEPT,
+                hyper::header::HeaderValue::from_str(a).expect("an Accept value"),
+            )]
+        })
+        .unwrap_or_default();
+    let r = c
+        .http
+        .send(
+            hyper::Method::GET,
+            &url,
+            &headers,
+            bytes::Bytes::new(),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(r.status.as_u16(), 200, "GET {url}");
+    (
+        r.header("content-type").unwrap_or("").to_string(),
+        String::from_utf8(r.body.to_vec()).expect("UTF-8 metrics"),
+    )
+}
+
+/// `promtool check metrics` on `body`: what it printed, and whether it exited 0.
+fn promtool_check_metrics(body: &str) -> (String, bool) {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool's answer");
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        out.status.success(),
+    )
+}
+
+/// The value of one series (`name{labels}` as printed) in a scrape.
+fn value(families: &BTreeMap<String, Family>, family: &str, series: &str) -> Option<f64> {
+    families
+        .get(family)?
+        .samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// What a user's Prometheus sees: both nodes of a running cluster export exactly the metrics of
+/// metrics.txt (names, types, labels, help), whichever format they are asked for; the text
+/// format passes `promtool check metrics` without a remark; every counter is there at 0 for
+/// every label value known at start; the lease's calls are timed as they happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_exports_exactly_the_listed_metrics_in_both_formats() {
+    let (c, active) = cluster::Cluster::start_settled(cluster::Spec::default()).await;
+    let standby = 1 - active;
+    let listed = metrics();
+    let sockets: Vec<String> = c
+        .haproxies
+        .iter()
+        .map(|h| h.socket.display().to_string())
+        .collect();
+    for i in [active, standby] {
+        let node = cluster::NAMES[i];
+        let mut scrapes = Vec::new();
+        for accept in [
+            None,
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4;q=1,*/*;q=0.1"),
+        ] {
+            let (content_type, body) = scrape(&c, i, accept).await;
+            assert_eq!(
+                content_type, "text/plain; version=0.0.4; charset=utf-8",
+                "{node}, Accept {accept:?}"
+            );
+            let (said, ok) = promtool_check_metrics(&body);
+            assert!(
+                ok && said.trim().is_empty(),
+                "promtool check metrics on {node}'s text output:\n{said}\n{body}"
+            );
+            scrapes.push((families(&body, false), body));
+        }
+        // What Prometheus 2.x sends.
+        let (content_type, body) = scrape(
+            &c,
+            i,
+            Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+        )
+        .await;
+        assert_eq!(
+            content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "{node}"
+        );
+        assert!(body.ends_with("# EOF\n"), "{node}:\n{body}");
+        scrapes.push((families(&body, true), body));
+
+        for (exported, body) in &scrapes {
+            let names: BTreeSet<&String> = exported.keys().collect();
+            let want: BTreeSet<&String> = listed.keys().collect();
+            assert_eq!(
+                names, want,
+                "{node} exports other metrics than metrics.txt:\n{body}"
+            );
+            for (name, m) in &listed {
+                let f = &exported[name];
+                assert_eq!(f.kind, m.kind, "{node}: the type of {name}");
+                assert_eq!(f.help, m.help, "{node}: the help of {name}");
+                let labels: BTreeSet<String> = m.labels.iter().cloned().collect();
+                assert_eq!(f.labels, labels, "{node}: the labels of {name}\n{body}");
+                assert!(!f.samples.is_empty(), "{node}: {name} has no sample");
+            }
+        }
+
+        // Counters at 0 from the start for every label value known then (a standby has never
+        // claimed nor written HAProxy nor reloaded for a promotion).
+        let (text, _) = &scrapes[0];
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            value(
+                text,
+                "jenkins_ha_build_info",
+                &format!("jenkins_ha_build_info{{version=\"{version}\"}}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                text,
+                "jenkins_ha_interval_seconds",
+                "jenkins_ha_interval_seconds"
+            ),
+            Some(0.2)
+        );
+        assert_eq!(
+            value(
+                text,
+                "jenkins_ha_lease_timeout_seconds",
+                "jenkins_ha_lease_timeout_seconds"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                text,
+                "jenkins_ha_timing_mismatch",
+                "jenkins_ha_timing_mismatch"
+            ),
+            Some(0.0)
+        );
+        for op in ["read", "write", "claim"] {
+            assert_eq!(
+                value(
+                    text,
+                    "jenkins_ha_lease_errors_total",
+                    &format!("jenkins_ha_lease_errors_total{{op=\"{op}\"}}")
+                ),
+                Some(0.0),
+                "{node}: lease errors of {op}"
+            );
+        }
+        for reason in [
+            "first",
+            "released",
+            "lease_expired",
+            "planned",
+            "forced",
+            "restart",
+        ] {
+            let n = value(
+                text,
+                "jenkins_ha_failovers_total",
+                &format!("jenkins_ha_failovers_total{{reason=\"{reason}\"}}"),
+            );
+            let want = if i == active && reason == "first" {
+                1.0
+            } else {
+                0.0
+            };
+            assert_eq!(n, Some(want), "{node}: failovers of {reason}");
+        }
+        for socket in &sockets {
+            for family in [
+                "jenkins_ha_haproxy_writes_total",
+                "jenkins_ha_haproxy_write_errors_total",
+            ] {
+                let n = value(text, family, &format!("{family}{{socket=\"{socket}\"}}"));
+                assert!(
+                    n.is_some(),
+                    "{node}: {family} of {socket}\n{}",
+                    scrapes[0].1
+                );
+                if i == standby {
+                    assert_eq!(n, Some(0.0), "{node}: {family} of {socket}");
+                }
+            }
+        }
+        for kind in ["item", "full", "full_promotion", "full_switchover"] {
+            assert!(
+                value(
+                    text,
+                    "jenkins_ha_jenkins_reloads_total",
+                    &format!("jenkins_ha_jenkins_reloads_total{{kind=\"{kind}\"}}")
+                )
+                .is_some(),
+                "{node}: reloads of {kind}"
+            );
+        }
+        for kind in ["incremental", "full"] {
+            assert!(
+                value(
+                    text,
+                    "jenkins_ha_promotions_total",
+                    &format!("jenkins_ha_promotions_total{{kind=\"{kind}\"}}")
+                )
+                .is_some(),
+                "{node}: promotions of {kind}"
+            );
+        }
+        // The lease is read every tick (and peeked at by the standby), and renewed by the holder.
+        let reads = value(
+            text,
+            "jenkins_ha_lease_read_duration_seconds",
+            "jenkins_ha_lease_read_duration_seconds_count",
+        );
+        assert!(
+            reads.is_some_and(|n| n > 5.0),
+            "{node}: {reads:?} lease reads"
+        );
+        let writes = value(
+            text,
+            "jenkins_ha_lease_write_duration_seconds",
+            "jenkins_ha_lease_write_duration_seconds_count",
+        );
+        if i == active {
+            assert!(
+                writes.is_some_and(|n| n > 2.0),
+                "{node}: {writes:?} lease writes"
+            );
+        }
+    }
 }

@@ -24,6 +24,8 @@ use clap::Parser;
 use self::args::{Cli, Cmd};
 use self::client::{Sidecar, SidecarError};
 use crate::config::Config;
+use crate::core::timing::config_duration;
+use crate::core::SharedTiming;
 use crate::io::haproxy::HaproxyClient;
 use crate::io::jenkins::{Health, JenkinsClient};
 use crate::status::{render_table, ClusterStatus};
@@ -164,6 +166,21 @@ fn check_config(path: &Path) -> ExitCode {
                 Health::Down(why) => println!("warning: Jenkins {}: {why}", config.jenkins.url),
             }
         }
+        // The running peers' timing, when their sidecars answer (one that does not is no
+        // finding here: it may not run yet).
+        let mine = config.timing.shared();
+        for peer in &config.peers {
+            if let Ok((_, status)) = Sidecar::at(&peer.url, Some(&config)).status().await {
+                let theirs = status
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == peer.name)
+                    .and_then(|n| n.timing);
+                if let Some(line) = theirs.and_then(|t| timing_warning(&peer.name, &mine, &t)) {
+                    println!("warning: {line}");
+                }
+            }
+        }
     });
     println!(
         "{}: valid (node {}{}, {}, {} HAProxy socket(s), lease in {})",
@@ -179,6 +196,31 @@ fn check_config(path: &Path) -> ExitCode {
         config.lease_location()
     );
     ExitCode::SUCCESS
+}
+
+/// The warning of `check-config` when the running `peer` has other timing than this config.
+fn timing_warning(peer: &str, mine: &SharedTiming, theirs: &SharedTiming) -> Option<String> {
+    let fields = mine.differing(theirs);
+    if fields.is_empty() {
+        return None;
+    }
+    let show = |t: &SharedTiming| {
+        fields
+            .iter()
+            .map(|f| match *f {
+                "interval" => format!("interval {}", config_duration(t.interval)),
+                "lease_timeout" => format!("lease_timeout {}", config_duration(t.lease_timeout)),
+                _ => format!("fall {}", t.fall),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "timing differs from the running {peer}: it has {}, this config {}; neither node takes a \
+         stale term over from the other: align timing: in both configs",
+        show(theirs),
+        show(mine)
+    ))
 }
 
 fn status(path: &Path, json: bool, watch: Option<Duration>, url: Option<String>) -> ExitCode {
@@ -443,5 +485,36 @@ fn history(path: &Path, json: bool, limit: usize) -> ExitCode {
             eprintln!("jenkins-ha: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_names_the_timing_fields_that_differ_from_the_peer() {
+        let t = |interval_ms, lease_ms, fall| SharedTiming {
+            interval: Duration::from_millis(interval_ms),
+            lease_timeout: Duration::from_millis(lease_ms),
+            fall,
+        };
+        assert_eq!(
+            timing_warning("jenkins02", &t(1000, 3000, 3), &t(1000, 3000, 3)),
+            None
+        );
+        assert_eq!(
+            timing_warning("jenkins02", &t(1000, 3000, 3), &t(1000, 5000, 3)).as_deref(),
+            Some(
+                "timing differs from the running jenkins02: it has lease_timeout 5s, this config \
+                 lease_timeout 3s; neither node takes a stale term over from the other: align \
+                 timing: in both configs"
+            )
+        );
+        let line = timing_warning("b", &t(1000, 3000, 3), &t(500, 3000, 4)).unwrap();
+        assert!(
+            line.contains("it has interval 500ms, fall 4, this config interval 1s, fall 3;"),
+            "{line}"
+        );
     }
 }

@@ -19,6 +19,12 @@
 //!    `lease_timeout` on this node's clock. Among several standbys, a higher priority (then a
 //!    more current Jenkins, then the lower name) gets the first chance. A node that held the
 //!    newest term itself before a restart (and did not release it) claims the next one at once.
+//! 6. A stale term is taken over only from a holder that runs the same timing (`interval`,
+//!    `lease_timeout`, `fall`) as this node, as its term record says (or, for a record of an
+//!    older version, its last heartbeat): a holder with a longer `lease_timeout` still trusts its
+//!    lease when ours runs out. A holder whose timing is not known at all is taken over only when
+//!    an operator forces it. A term the holder released or handed to us is taken whatever its
+//!    timing: the holder asked, and no longer relies on its lease.
 //!
 //! Another node's heartbeat never makes a takeover happen on its own: only the lease does.
 
@@ -26,7 +32,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::reason::{ClaimWhy, Reason, ReasonKind, ReleaseWhy, StepDownWhy};
-use super::timing::{secs, Mono};
+use super::timing::{secs, Mono, SharedTiming};
 
 /// The term we hold, as far as we know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -751,7 +757,20 @@ impl Core {
                 counter: 0,
                 released: false,
                 handover_to: None,
+                timing: None,
             },
+        };
+        // An unreadable record names no holder whose timing could matter: nobody renews it, and
+        // it is claimed past once stale (see `LeaseObs::Garbage`).
+        let garbage = matches!(obs.lease, LeaseObs::Garbage { .. });
+        let mine = p.timing.shared();
+        let holder_timing = holder_timing(&view, obs);
+        // Said when a term is taken whose holder runs another timing (released or handed over).
+        let timing_note = match holder_timing {
+            Some((theirs, source)) if theirs != mine => format!(
+                "; its timing ({theirs}{source}) differs from mine ({mine}): align timing: in both configs"
+            ),
+            _ => String::new(),
         };
         let next = view.term + 1;
         let still_for = self.lease_still_for(now);
@@ -813,7 +832,7 @@ impl Core {
                 next,
                 ClaimWhy::Planned,
                 format!(
-                    "claiming term {next}: {} handed term {} over to me (planned switchover)",
+                    "claiming term {next}: {} handed term {} over to me (planned switchover){timing_note}",
                     view.holder, view.term
                 ),
             );
@@ -907,6 +926,36 @@ impl Core {
                 format!("standby: {why_takeover}, but the cluster is paused"),
             );
         }
+        if why_claim == ClaimWhy::LeaseExpired && !garbage && view.holder != p.node {
+            // Its lease ran out by *our* timing: only the same timing says it ran out by its own.
+            // (Our own term, released and left to the others, is ours to take back.)
+            match holder_timing {
+                Some((theirs, source)) if theirs != mine => {
+                    return standby(
+                        ReasonKind::TimingMismatch,
+                        format!(
+                            "standby: cannot take over term {} from {} (not renewed for {}): its timing ({theirs}{source}) \
+                             differs from mine ({mine}); align timing: in both configs",
+                            view.term,
+                            view.holder,
+                            secs(still_for)
+                        ),
+                    );
+                }
+                None if self.forced.is_none() => {
+                    return standby(
+                        ReasonKind::TimingUnknown,
+                        format!(
+                            "standby: {why_takeover}, but I cannot take it over: its term record carries no timing \
+                             (an older version wrote it) and its heartbeats never said it, so its lease may outlast \
+                             mine ({mine}); finish the upgrade, or `jenkins-ha failover --force` if {} is dead",
+                            view.holder
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
         if let Some(why) = blocker {
             return no_active(why);
         }
@@ -914,7 +963,9 @@ impl Core {
             return claim(
                 next,
                 ClaimWhy::Forced,
-                format!("claiming term {next}: {why_takeover} (forced by an operator)"),
+                format!(
+                    "claiming term {next}: {why_takeover} (forced by an operator){timing_note}"
+                ),
             );
         }
         if p.priority == 0 {
@@ -929,7 +980,7 @@ impl Core {
         claim(
             next,
             why_claim,
-            format!("claiming term {next}: {why_takeover}"),
+            format!("claiming term {next}: {why_takeover}{timing_note}"),
         )
     }
 
@@ -978,6 +1029,19 @@ impl Core {
         names.sort_unstable();
         Some(names.join(" and "))
     }
+}
+
+/// What we know of the holder's timing: its term record's, or for a record of an older version
+/// its last heartbeat's (with a note saying so for the reason), if any.
+fn holder_timing(view: &TermView, obs: &Observation) -> Option<(SharedTiming, &'static str)> {
+    if let Some(t) = view.timing {
+        return Some((t, ""));
+    }
+    obs.peers
+        .iter()
+        .find(|peer| peer.name == view.holder)
+        .and_then(|peer| peer.timing)
+        .map(|t| (t, ", as its heartbeats say"))
 }
 
 /// A decision with no `/active` and health yet (filled in by [`Core::decide`]).

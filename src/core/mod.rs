@@ -25,4 +25,4 @@ pub mod timing;
 pub use decide::Core;
 pub use model::*;
 pub use reason::{ClaimWhy, Reason, ReasonKind, ReleaseWhy, StepDownWhy};
-pub use timing::{secs, Mono, Timing};
+pub use timing::{secs, Mono, SharedTiming, Timing};

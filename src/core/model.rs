@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::reason::Reason;
-use super::timing::{Mono, Timing};
+use super::timing::{Mono, SharedTiming, Timing};
 
 /// A node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +50,9 @@ pub struct TermView {
     pub counter: u64,
     pub released: bool,
     pub handover_to: Option<String>,
+    /// The holder's timing, as its record carries it (`None`: a record written by a version
+    /// before timing travelled in term records).
+    pub timing: Option<SharedTiming>,
 }
 
 /// What the lease looks like this tick.
@@ -172,6 +175,9 @@ pub struct PeerObs {
     pub priority: u32,
     /// How long ago its last heartbeat arrived, on our clock.
     pub age: Duration,
+    /// Its timing, as its last heartbeat said (`None`: a version before timing travelled in
+    /// heartbeats).
+    pub timing: Option<SharedTiming>,
 }
 
 /// An operator's or the daemon's own request, handled at the next decision.

@@ -92,12 +92,25 @@ pub enum ReasonKind {
     /// No node serves and this standby cannot take over (its Jenkins is not healthy, or its
     /// priority is 0).
     NoActiveNode,
+    /// The holder's term is stale, but the holder runs another timing (`interval`,
+    /// `lease_timeout`, `fall`) than ours: its lease may outlast ours, so we do not take over.
+    TimingMismatch,
+    /// The holder's term is stale, but neither its term record nor its heartbeats say its
+    /// timing (it runs an older version): its lease may outlast ours, so we do not take over
+    /// unless an operator forces it.
+    TimingUnknown,
 }
 
 impl ReasonKind {
     /// No node of the cluster serves users: logged at ERROR, and an alarm in `status`.
     pub fn no_active_node(self) -> bool {
         matches!(self, ReasonKind::NotServing | ReasonKind::NoActiveNode)
+    }
+
+    /// Logged at ERROR: no node serves, or a takeover is refused that the operator must unblock.
+    pub fn is_error(self) -> bool {
+        self.no_active_node()
+            || matches!(self, ReasonKind::TimingMismatch | ReasonKind::TimingUnknown)
     }
 
     /// The claim's why, when this decision claims a term.

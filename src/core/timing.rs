@@ -1,6 +1,6 @@
 //! The protocol's timing knobs and every rule derived from them, in one place: how long a holder
-//! trusts its own lease (the self-fencing margin), when a lease is stale, and when a peer counts
-//! as reachable.
+//! trusts its own lease (the self-fencing margin), when a lease is stale, when a peer counts
+//! as reachable, and the part of the timing every node must share ([`SharedTiming`]).
 
 use std::time::Duration;
 
@@ -50,6 +50,73 @@ impl Timing {
     pub fn peer_fresh(&self, age: Duration) -> bool {
         age <= self.interval * 3
     }
+
+    /// The part of the timing that every node of a cluster must share.
+    pub fn shared(&self) -> SharedTiming {
+        SharedTiming {
+            interval: self.interval,
+            lease_timeout: self.lease_timeout,
+            fall: self.fall,
+        }
+    }
+}
+
+/// The timing every node must share, as it travels in heartbeats and term records.
+///
+/// A holder trusts its lease for its own `lease_timeout` less a margin; a standby takes a
+/// stale term over after *its* `lease_timeout`. Were the standby's shorter, it could take over
+/// while the holder still trusts its lease (Patroni keeps its TTL in the shared store for the
+/// same reason). So a node never takes over a stale term whose holder runs another timing.
+/// `interval` and `fall` shape how fast a holder renews and how soon it gives up its term, and
+/// must agree too; `rise` is each node's own business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SharedTiming {
+    #[serde(rename = "interval_ms", with = "millis")]
+    pub interval: Duration,
+    #[serde(rename = "lease_timeout_ms", with = "millis")]
+    pub lease_timeout: Duration,
+    pub fall: u32,
+}
+
+impl SharedTiming {
+    /// The names of the fields that differ from `other`'s (`interval`, `lease_timeout`, `fall`),
+    /// as in the config's `timing:` section; empty when they agree.
+    pub fn differing(&self, other: &SharedTiming) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.interval != other.interval {
+            out.push("interval");
+        }
+        if self.lease_timeout != other.lease_timeout {
+            out.push("lease_timeout");
+        }
+        if self.fall != other.fall {
+            out.push("fall");
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for SharedTiming {
+    /// `interval 1s, lease_timeout 5s, fall 3`: durations as the config writes them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interval {}, lease_timeout {}, fall {}",
+            config_duration(self.interval),
+            config_duration(self.lease_timeout),
+            self.fall
+        )
+    }
+}
+
+/// A duration as it would be written in the config: `5s`, or `500ms` when not whole seconds.
+pub fn config_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// A duration in seconds with one decimal, for reason sentences.
@@ -90,6 +157,31 @@ mod tests {
         assert_eq!(t(1000, 5000).margin(), Duration::from_secs(2));
         assert_eq!(t(200, 5000).margin(), Duration::from_secs(1));
         assert_eq!(t(1000, 5000).trust(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn shared_timing_names_what_differs_and_reads_like_the_config() {
+        let mine = t(1000, 3000).shared();
+        let theirs = t(1000, 5000).shared();
+        assert_eq!(mine.differing(&theirs), ["lease_timeout"]);
+        assert!(mine.differing(&mine).is_empty());
+        let mut other = t(500, 5000).shared();
+        other.fall = 4;
+        assert_eq!(
+            mine.differing(&other),
+            ["interval", "lease_timeout", "fall"]
+        );
+        assert_eq!(
+            other.to_string(),
+            "interval 500ms, lease_timeout 5s, fall 4"
+        );
+        // On the wire: whole milliseconds, named with their unit.
+        let json = serde_json::to_string(&mine).unwrap();
+        assert_eq!(
+            json,
+            r#"{"interval_ms":1000,"lease_timeout_ms":3000,"fall":3}"#
+        );
+        assert_eq!(serde_json::from_str::<SharedTiming>(&json).unwrap(), mine);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::shared::Shared;
 use crate::core::{Action, Core, Decision, Outcome, RouteOrder};
 use crate::io::clock;
 use crate::io::haproxy::WriteOrder;
-use crate::io::lease::{unix_ms, LeaseIo, TermRecord};
+use crate::io::lease::{unix_ms, LeaseIo, LeaseOp, TermRecord};
 use crate::lock;
 
 /// The handles the actions need.
@@ -51,10 +51,15 @@ impl Actor {
                         end_reason: None,
                         started_unix_ms: now_ms,
                         renewed_unix_ms: now_ms,
+                        timing: self.shared.record_timing(),
                     };
                     let at = clock::now();
                     let to_write = record.clone();
-                    match self.lease.call(move |l| l.claim(&to_write)).await {
+                    match self
+                        .lease
+                        .call(LeaseOp::Claim, move |l| l.claim(&to_write))
+                        .await
+                    {
                         Ok(true) => {
                             tracing::info!("won term {term}");
                             if let Some(why) = decision.reason.kind.claim() {
@@ -86,12 +91,17 @@ impl Actor {
                     record.counter = *counter;
                     record.handover_to = handover_to.clone();
                     record.renewed_unix_ms = unix_ms();
+                    record.timing = self.shared.record_timing();
                     if let Some(to) = handover_to {
                         record.end_reason = Some(format!("planned switchover to {to}"));
                     }
                     let at = clock::now();
                     let to_write = record.clone();
-                    match self.lease.call(move |l| l.write(&to_write)).await {
+                    match self
+                        .lease
+                        .call(LeaseOp::Write, move |l| l.write(&to_write))
+                        .await
+                    {
                         Ok(()) => {
                             core.record(Outcome::Renewed {
                                 term: *term,
@@ -111,10 +121,15 @@ impl Actor {
                     };
                     record.released = true;
                     record.state = "released".into();
+                    record.timing = self.shared.record_timing();
                     record.end_reason = Some(decision.reason.text.clone());
                     record.renewed_unix_ms = unix_ms();
                     let to_write = record.clone();
-                    match self.lease.call(move |l| l.write(&to_write)).await {
+                    match self
+                        .lease
+                        .call(LeaseOp::Write, move |l| l.write(&to_write))
+                        .await
+                    {
                         Ok(()) => {
                             core.record(Outcome::Released { term: *term });
                             lock(&self.shared.published).released = true;

@@ -4,7 +4,8 @@
 //!   that can serve; 503 elsewhere. HAProxy's `option httpchk` points here.
 //! - `GET /health`: 200 while the decision loop is alive.
 //! - `GET /status`: the cluster as JSON ([`crate::status::ClusterStatus`]).
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: the metrics, in the Prometheus text format, or in OpenMetrics when the
+//!   scraper's `Accept` asks for it.
 //! - `POST /v1/heartbeat`, `POST /failover`, `POST /pause`, `POST /resume`: need
 //!   `Authorization: Bearer <cluster token>`, compared in constant time. Without it: 401, and
 //!   nothing changes.
@@ -20,13 +21,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use super::listener::{accept_tls, Caller, RefusalLog};
+use super::metrics::Format;
 use super::peer::{decode_heartbeat, MAX_HEARTBEAT};
 use super::shared::Shared;
 use crate::core::cluster::{self, Switchover};
@@ -143,13 +145,20 @@ async fn handle(
             let body = serde_json::to_vec_pretty(&s.cluster_status()).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }),
-        "/metrics" => get_only(|s| {
-            reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                s.render_metrics(),
-            )
-        }),
+        "/metrics" => {
+            // The Prometheus text format unless the scraper asks for OpenMetrics.
+            let format =
+                Format::from_accept(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+            if method == Method::GET || method == Method::HEAD {
+                reply(
+                    StatusCode::OK,
+                    format.content_type(),
+                    shared.render_metrics(format),
+                )
+            } else {
+                method_not_allowed("GET")
+            }
+        }
         "/v1/heartbeat" | "/failover" | "/pause" | "/resume" => {
             if method != Method::POST {
                 method_not_allowed("POST")
@@ -363,7 +372,12 @@ async fn pause(shared: &Shared, client: SocketAddr, paused: bool) -> Reply {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "still starting".into());
     };
     let by = shared.config.node.name.clone();
-    match lease.call(move |l| l.set_paused(paused, &by)).await {
+    match lease
+        .call(crate::io::lease::LeaseOp::Write, move |l| {
+            l.set_paused(paused, &by)
+        })
+        .await
+    {
         Ok(()) => {
             tracing::warn!(
                 "{} (from {client})",

@@ -25,7 +25,7 @@ use super::shutdown::Stop;
 use crate::core::{Command, Core, Decision, Params, ReasonKind};
 use crate::io::clock;
 use crate::io::jenkins::JenkinsClient;
-use crate::io::lease::{FileLease, Lease, LeaseIo, LeaseSnapshot, TermFile};
+use crate::io::lease::{FileLease, Lease, LeaseIo, LeaseOp, LeaseSnapshot, TermFile};
 use crate::io::lease_etcd::EtcdLease;
 use crate::lock;
 
@@ -75,7 +75,7 @@ impl Node {
         };
         // A store that pushes changes (etcd's watch) wakes the loop at once.
         lease.subscribe(shared.wake.clone());
-        let lease = LeaseIo::new(lease, deadline);
+        let lease = LeaseIo::new(lease, deadline).metered(shared.metrics.clone());
         let _ = shared.lease.set(lease.clone());
 
         let token = config
@@ -275,7 +275,12 @@ impl Node {
     /// Whether the watched term file shows a counter the core has not seen. Errors and garbage
     /// say no: the next tick reads it all. (A release also comes by heartbeat, which wakes us.)
     async fn renewal_landed(&self, term: u64, counter: u64) -> bool {
-        match self.actor.lease.call(move |l| l.read(term)).await {
+        match self
+            .actor
+            .lease
+            .call(LeaseOp::Read, move |l| l.read(term))
+            .await
+        {
             Ok(Some(TermFile::Valid(r))) => r.counter != counter,
             _ => false,
         }
@@ -287,7 +292,7 @@ impl Node {
         self.core
             .set_reload_timeout(self.shared.live.get().reload_timeout);
         for _round in 0..3 {
-            let snapshot = self.actor.lease.call(|l| l.observe()).await;
+            let snapshot = self.actor.lease.call(LeaseOp::Read, |l| l.observe()).await;
             let obs = observe::observation(&self.shared, &snapshot, command.take(), clock::now());
             let decision = self.core.decide(&obs);
             self.publish(&decision, &snapshot, obs.now, obs.paused);
@@ -313,7 +318,7 @@ impl Node {
             .as_ref()
             .is_none_or(|(kind, last)| *kind != reason.kind || *last != shape);
         if changed {
-            if reason.kind.no_active_node() {
+            if reason.kind.is_error() {
                 tracing::error!("{reason}");
             } else {
                 tracing::info!("{reason}");

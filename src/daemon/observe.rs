@@ -29,6 +29,7 @@ pub fn observation(
             current: p.status.current,
             priority: p.status.priority,
             age: now.saturating_sub(p.at),
+            timing: p.status.timing,
         })
         .collect();
     let (lease, paused) = match snapshot {
@@ -70,7 +71,7 @@ pub fn lease_status(
 ) -> (LeaseStatus, LeaseFacts) {
     let status = match snapshot {
         Ok(s) => {
-            let (term, holder, counter, released, handover_to, error) = match &s.newest {
+            let (term, holder, counter, released, handover_to, error, timing) = match &s.newest {
                 Some(TermFile::Valid(r)) => (
                     Some(r.term),
                     Some(r.node.clone()),
@@ -78,6 +79,7 @@ pub fn lease_status(
                     r.released,
                     r.handover_to.clone(),
                     None,
+                    r.timing,
                 ),
                 Some(TermFile::Garbage { term, why }) => (
                     Some(*term),
@@ -86,8 +88,9 @@ pub fn lease_status(
                     false,
                     None,
                     Some(format!("term-{term}: {why}")),
+                    None,
                 ),
-                None => (None, None, None, false, None, None),
+                None => (None, None, None, false, None, None, None),
             };
             LeaseStatus {
                 term,
@@ -97,6 +100,7 @@ pub fn lease_status(
                 released,
                 handover_to,
                 error,
+                timing,
             }
         }
         Err(e) => LeaseStatus {

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::health::Checks;
 use super::jenkins_control::JenkinsState;
 use super::live::Live;
-use super::metrics::Metrics;
+use super::metrics::{Format, Metrics};
 use super::routing::RoutingState;
 use crate::config::Config;
 use crate::core::cluster::{self, Heard, LeaseFacts};
@@ -77,6 +77,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Arc<Self> {
         let live = Arc::new(Live::new(&config));
+        let metrics = Arc::new(Metrics::for_config(&config));
         Arc::new(Shared {
             config,
             published: Mutex::new(Published {
@@ -96,6 +97,7 @@ impl Shared {
                     released: false,
                     handover_to: None,
                     error: None,
+                    timing: None,
                 },
                 lease_facts: LeaseFacts::default(),
                 paused: false,
@@ -110,7 +112,7 @@ impl Shared {
             routing: Arc::new(Mutex::new(RoutingState::default())),
             wake: Arc::new(Notify::new()),
             commands: Mutex::new(None),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             live,
             lease: OnceLock::new(),
         })
@@ -190,7 +192,19 @@ impl Shared {
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
             heartbeat_error: None,
+            timing: Some(self.config.timing.shared()),
+            timing_differs: Vec::new(),
         }
+    }
+
+    /// The timing to write into our term records: ours, unless another node's heartbeats show
+    /// that it runs a version from before timing travelled (it says none): such a version
+    /// refuses records with keys it does not know, and would read ours as a term nobody renews.
+    pub fn record_timing(&self) -> Option<crate::core::SharedTiming> {
+        let old_peer = lock(&self.peers)
+            .values()
+            .any(|heard| heard.status.timing.is_none());
+        (!old_peer).then(|| self.config.timing.shared())
     }
 
     /// Records a heartbeat from another node; a release, or a hand-over to us, wakes the loop.
@@ -198,7 +212,10 @@ impl Shared {
         let urgent = status.released
             || status.handover_to.as_deref() == Some(self.config.node.name.as_str());
         let name = status.name.clone();
-        lock(&self.peers).insert(
+        let mut peers = lock(&self.peers);
+        // A heartbeat it sent us measures no round trip: keep the one our last heartbeat took.
+        let rtt = rtt.or_else(|| peers.get(&name).and_then(|p| p.rtt));
+        peers.insert(
             name,
             PeerHeard {
                 status,
@@ -206,6 +223,7 @@ impl Shared {
                 rtt,
             },
         );
+        drop(peers);
         if urgent {
             self.wake.notify_one();
         }
@@ -226,18 +244,33 @@ impl Shared {
 
     /// Every other node as `status` shows it: its role checked against the lease (a heartbeat
     /// that contradicts the lease is flagged, not believed), `unreachable` after three missed
-    /// heartbeats.
+    /// heartbeats, and its timing (from its heartbeats, or for the holder its term record)
+    /// compared with ours.
     pub fn peer_statuses(&self) -> Vec<NodeStatus> {
-        let facts = lock(&self.published).lease_facts.clone();
+        let (facts, lease) = {
+            let p = lock(&self.published);
+            (p.lease_facts.clone(), p.lease.clone())
+        };
         let heard = lock(&self.peers).clone();
         let errors = lock(&self.heartbeat_errors).clone();
         let now = clock::now();
+        let mine = self.config.timing.shared();
         self.config
             .peers
             .iter()
             .map(|peer| {
                 let mut shown = self.peer_status(peer, heard.get(&peer.name), &facts, now);
                 shown.heartbeat_error = errors.get(&peer.name).cloned();
+                if lease.holder.as_deref() == Some(peer.name.as_str()) && lease.timing.is_some() {
+                    shown.timing = lease.timing;
+                }
+                shown.timing_differs = shown
+                    .timing
+                    .map(|theirs| mine.differing(&theirs))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
                 shown
             })
             .collect()
@@ -295,8 +328,8 @@ impl Shared {
         }
     }
 
-    /// Sets the state gauges from the current state and renders every metric.
-    pub fn render_metrics(&self) -> String {
+    /// Sets the state gauges from the current state and renders every metric in `format`.
+    pub fn render_metrics(&self, format: Format) -> String {
         let m = &self.metrics;
         let status = self.cluster_status();
         let me = &status.nodes[0];
@@ -311,20 +344,23 @@ impl Shared {
             .set(i64::from(!me.restart_needed.is_empty()));
         m.serving.set(i64::from(me.serving));
         m.cluster_has_active.set(i64::from(status.active.is_some()));
+        m.timing_mismatch.set(i64::from(
+            status.nodes.iter().any(|n| !n.timing_differs.is_empty()),
+        ));
         let now = clock::now();
         let heard = lock(&self.peers).clone();
         for peer in &self.config.peers {
             match heard.get(&peer.name) {
                 Some(h) => m.set_peer(
                     &peer.name,
-                    now.saturating_sub(h.at).as_secs_f64(),
+                    Some(now.saturating_sub(h.at).as_secs_f64()),
                     h.rtt.map(|r| r.as_secs_f64()),
                     self.config.timing.peer_fresh(now.saturating_sub(h.at)),
                 ),
-                None => m.set_peer(&peer.name, f64::INFINITY, None, false),
+                None => m.set_peer(&peer.name, None, None, false),
             }
         }
-        m.encode()
+        m.encode(format)
     }
 
     /// A client for calls to other sidecars: `https://` with the current `node.tls` (the

@@ -85,6 +85,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
                         for line in signal_shared.live.apply(&signal_shared.config, &new) {
                             tracing::info!("SIGHUP: {line}");
                         }
+                        signal_shared.metrics.known_sockets(&new.haproxy.sockets);
                         // The new file's findings: an expired or expiring certificate, say.
                         for w in &new.warnings {
                             tracing::warn!("SIGHUP: {w}");

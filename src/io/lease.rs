@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{LeaseObs, TermView};
+use crate::core::{LeaseObs, SharedTiming, TermView};
 
 /// How many term files are kept as history; older ones are pruned by the node that claims a term.
 pub const HISTORY_KEEP: u64 = 200;
@@ -69,9 +69,13 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> LeaseError {
     }
 }
 
-/// One term file's content.
+/// One term file's content (and the etcd backend's record, the same JSON).
+///
+/// Keys this version does not know are ignored, so that a record written by a later version
+/// still reads as a record here (a record this version could not read would look like a term
+/// nobody renews). Versions before `timing` refused unknown keys: the daemon leaves `timing` out
+/// while another node's heartbeats show that it runs such a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TermRecord {
     pub term: u64,
     pub node: String,
@@ -91,6 +95,10 @@ pub struct TermRecord {
     /// Wall-clock times for people (history); never used in a decision.
     pub started_unix_ms: u64,
     pub renewed_unix_ms: u64,
+    /// The holder's `interval`, `lease_timeout` and `fall`: a standby takes a stale term over
+    /// only under the same timing. Absent in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<SharedTiming>,
 }
 
 impl TermRecord {
@@ -101,6 +109,7 @@ impl TermRecord {
             counter: self.counter,
             released: self.released,
             handover_to: self.handover_to.clone(),
+            timing: self.timing,
         }
     }
 }
@@ -411,16 +420,52 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a lease call does, for its metrics: the stable label values of `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseOp {
+    /// Observing the lease, or peeking at one term (a standby between ticks).
+    Read,
+    /// Rewriting our own term: a renewal, a release, a hand-over; or the pause flag.
+    Write,
+    /// The exclusive create of a new term.
+    Claim,
+}
+
+impl LeaseOp {
+    pub const ALL: [LeaseOp; 3] = [LeaseOp::Read, LeaseOp::Write, LeaseOp::Claim];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LeaseOp::Read => "read",
+            LeaseOp::Write => "write",
+            LeaseOp::Claim => "claim",
+        }
+    }
+}
+
+/// Where [`LeaseIo`] reports each call, whatever the backend (the daemon's metrics).
+pub trait LeaseMeter: Send + Sync + 'static {
+    /// One call of `op` ran on the storage for `took`. Reported when the call returns, however
+    /// late: a call that missed its deadline on a hung mount reports its full time once the
+    /// mount answers.
+    fn took(&self, op: LeaseOp, took: Duration);
+    /// One call of `op` failed as the loop saw it: the storage's error, no answer within the
+    /// deadline, or refused at once because an earlier call still hangs.
+    fn failed(&self, op: LeaseOp);
+}
+
 /// Runs lease calls off the async loop, each on a blocking thread with a deadline.
 ///
 /// A call that misses its deadline keeps its thread (a syscall on a hung mount cannot be
 /// cancelled), and until it returns every new call fails at once with [`LeaseError::Stuck`]
-/// instead of piling up threads behind it.
+/// instead of piling up threads behind it. With a [`LeaseMeter`], every call's duration and
+/// every failure is reported to it.
 #[derive(Clone)]
 pub struct LeaseIo {
     lease: Arc<dyn Lease>,
     busy: Arc<AtomicBool>,
     deadline: Duration,
+    meter: Option<Arc<dyn LeaseMeter>>,
 }
 
 impl LeaseIo {
@@ -429,10 +474,30 @@ impl LeaseIo {
             lease,
             busy: Arc::new(AtomicBool::new(false)),
             deadline,
+            meter: None,
         }
     }
 
-    pub async fn call<T, F>(&self, f: F) -> Result<T, LeaseError>
+    /// Reports every call to `meter` from now on.
+    pub fn metered(mut self, meter: Arc<dyn LeaseMeter>) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Runs `f`, a call of kind `op`, on a blocking thread, within the deadline.
+    pub async fn call<T, F>(&self, op: LeaseOp, f: F) -> Result<T, LeaseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Lease) -> Result<T, LeaseError> + Send + 'static,
+    {
+        let result = self.run(op, f).await;
+        if let (Err(_), Some(meter)) = (&result, &self.meter) {
+            meter.failed(op);
+        }
+        result
+    }
+
+    async fn run<T, F>(&self, op: LeaseOp, f: F) -> Result<T, LeaseError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Lease) -> Result<T, LeaseError> + Send + 'static,
@@ -442,8 +507,13 @@ impl LeaseIo {
         }
         let lease = self.lease.clone();
         let busy = self.busy.clone();
+        let meter = self.meter.clone();
         let task = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = f(lease.as_ref());
+            if let Some(meter) = meter {
+                meter.took(op, started.elapsed());
+            }
             busy.store(false, Ordering::Release);
             result
         });
@@ -474,6 +544,7 @@ mod tests {
             end_reason: None,
             started_unix_ms: 1,
             renewed_unix_ms: 1,
+            timing: None,
         }
     }
 
@@ -548,16 +619,47 @@ mod tests {
 
     #[test]
     fn a_garbage_reason_is_one_line() {
-        // Found by the term_file fuzz target: serde_json quotes an unknown key as decoded, so a
+        // Found by the term_file fuzz target: serde_json quotes what it read as decoded, so a
         // `\r` escape in the file became a line break in the reason `status` and `history` show.
-        let content = br#"{"te\rrm\n":7,"node":"a"}"#;
+        let content = br#"{"term":"te\rrm\n","node":"a"}"#;
         match parse_term_file(7, content) {
             TermFile::Garbage { why, .. } => {
                 assert!(!why.contains(['\n', '\r']), "{why:?}");
-                assert!(why.contains(r"unknown field `te\rrm\n`"), "{why}");
+                assert!(why.contains("invalid type: string"), "{why}");
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn records_carry_the_holders_timing_and_older_or_newer_ones_still_read() {
+        let timing = crate::core::Timing {
+            interval: Duration::from_secs(1),
+            fall: 3,
+            rise: 2,
+            lease_timeout: Duration::from_secs(5),
+        }
+        .shared();
+        let mut r = record(4, "a", 9);
+        r.timing = Some(timing);
+        let bytes = serde_json::to_vec(&r).unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        assert!(
+            text.contains(r#""timing":{"interval_ms":1000,"lease_timeout_ms":5000,"fall":3}"#),
+            "{text}"
+        );
+        assert_eq!(parse_term_file(4, &bytes), TermFile::Valid(r.clone()));
+        assert_eq!(r.view().timing, Some(timing));
+        // A record of a version before timing: no timing, and the view says so.
+        let old = br#"{"term":4,"node":"a","counter":9,"state":"active","released":false,
+            "handover_to":null,"reason":"test","end_reason":null,"started_unix_ms":1,"renewed_unix_ms":1}"#;
+        match parse_term_file(4, old) {
+            TermFile::Valid(o) => assert_eq!(o.view().timing, None),
+            other => panic!("{other:?}"),
+        }
+        // A record of a later version, with a key this one does not know, is still a record.
+        let newer = text.replacen('{', r#"{"epoch_of_a_later_version":3,"#, 1);
+        assert_eq!(parse_term_file(4, newer.as_bytes()), TermFile::Valid(r));
     }
 
     #[test]
@@ -648,18 +750,45 @@ mod tests {
         }
     }
 
+    /// What a meter was told, in order.
+    #[derive(Default)]
+    struct Told(std::sync::Mutex<Vec<(LeaseOp, Option<Duration>)>>);
+    impl LeaseMeter for Told {
+        fn took(&self, op: LeaseOp, took: Duration) {
+            self.0.lock().unwrap().push((op, Some(took)));
+        }
+        fn failed(&self, op: LeaseOp) {
+            self.0.lock().unwrap().push((op, None));
+        }
+    }
+
     #[tokio::test]
     async fn a_hung_call_times_out_and_blocks_new_calls_until_it_returns() {
-        let io = LeaseIo::new(Arc::new(Hung), Duration::from_millis(50));
+        let told = Arc::new(Told::default());
+        let io = LeaseIo::new(Arc::new(Hung), Duration::from_millis(50)).metered(told.clone());
         assert!(matches!(
-            io.call(|l| l.observe()).await,
+            io.call(LeaseOp::Read, |l| l.observe()).await,
             Err(LeaseError::Timeout(_))
         ));
         assert!(matches!(
-            io.call(|l| l.observe()).await,
+            io.call(LeaseOp::Read, |l| l.observe()).await,
             Err(LeaseError::Stuck)
         ));
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(io.call(|l| l.claim(&record(1, "a", 0))).await.unwrap());
+        assert!(io
+            .call(LeaseOp::Claim, |l| l.claim(&record(1, "a", 0)))
+            .await
+            .unwrap());
+        // Both failures are counted as the loop saw them; the hung read reports its whole
+        // time once it returned; the claim its own.
+        let told = told.0.lock().unwrap().clone();
+        assert_eq!(told.len(), 4, "{told:?}");
+        assert_eq!(told[0], (LeaseOp::Read, None));
+        assert_eq!(told[1], (LeaseOp::Read, None));
+        assert!(
+            matches!(told[2], (LeaseOp::Read, Some(t)) if t >= Duration::from_millis(300)),
+            "{told:?}"
+        );
+        assert!(matches!(told[3], (LeaseOp::Claim, Some(_))), "{told:?}");
     }
 }

@@ -78,6 +78,7 @@ fn term(term: u64, holder: &str, counter: u64) -> LeaseObs {
         counter,
         released: false,
         handover_to: None,
+        timing: Some(timing().shared()),
     })
 }
 
@@ -296,6 +297,7 @@ fn released_term_is_taken_at_once() {
         counter: 4,
         released: true,
         handover_to: None,
+        timing: Some(timing().shared()),
     };
     let d = c.decide(&obs(100, LeaseObs::Term(view.clone()), healthy()));
     assert_eq!(claims(&d), Some(8));
@@ -318,6 +320,7 @@ fn handover_to_me_is_taken_at_once_even_when_paused() {
         counter: 4,
         released: false,
         handover_to: Some("b".into()),
+        timing: Some(timing().shared()),
     };
     let mut o = obs(100, LeaseObs::Term(view.clone()), healthy());
     o.paused = true;
@@ -558,6 +561,7 @@ fn handover_to_someone_else_is_not_taken() {
         counter: 4,
         released: false,
         handover_to: Some("c".into()),
+        timing: Some(timing().shared()),
     };
     let d = c.decide(&obs(100, LeaseObs::Term(view), healthy()));
     assert_eq!(claims(&d), None);
@@ -609,6 +613,7 @@ fn a_holder_whose_jenkins_reloads_is_no_missing_active() {
         current: true,
         priority: 1,
         age: 100 * MS,
+        timing: Some(timing().shared()),
     };
     let mut o = obs(0, term(7, "a", 3), down(4));
     o.peers = vec![heard(true)];
@@ -667,6 +672,7 @@ fn own_released_term_waits_for_the_peer_first() {
         counter: 30,
         released: true,
         handover_to: None,
+        timing: Some(timing().shared()),
     };
     let d = c.decide(&obs(0, LeaseObs::Term(view.clone()), healthy()));
     assert_eq!(claims(&d), None);
@@ -777,6 +783,7 @@ fn failing_jenkins_keeps_the_term_when_the_peer_is_down_too() {
         current: true,
         priority: 1,
         age: 200 * MS,
+        timing: Some(timing().shared()),
     }];
     let d = c.decide(&o);
     assert_eq!(d.role, Role::Active);
@@ -853,6 +860,234 @@ fn reasons_are_one_line() {
     }
 }
 
+/// A core with `lease_ms` as its lease_timeout (interval 1 s, fall 3, like the others).
+fn core_timed(node: &str, peer: &str, lease_ms: u64) -> Core {
+    let mut params = core(node, peer).params().clone();
+    params.timing.lease_timeout = Duration::from_millis(lease_ms);
+    Core::new(params)
+}
+
+/// Term `t` held by `holder`, its record carrying `timing`.
+fn term_timed(
+    t: u64,
+    holder: &str,
+    counter: u64,
+    timing: Option<crate::core::SharedTiming>,
+) -> LeaseObs {
+    LeaseObs::Term(TermView {
+        term: t,
+        holder: holder.into(),
+        counter,
+        released: false,
+        handover_to: None,
+        timing,
+    })
+}
+
+/// `timing()` with another lease_timeout.
+fn shared_with_lease(lease_ms: u64) -> crate::core::SharedTiming {
+    crate::core::SharedTiming {
+        lease_timeout: Duration::from_millis(lease_ms),
+        ..timing().shared()
+    }
+}
+
+#[test]
+fn a_stale_term_whose_holder_runs_other_timing_is_never_taken_over() {
+    // Mine is 3 s; the holder's record says 5 s: it trusts its lease up to 3 s after a renewal
+    // by its clock, and would still act when mine says its term is stale.
+    let mut c = core_timed("b", "a", 3000);
+    let theirs = Some(timing().shared());
+    c.decide(&obs(0, term_timed(7, "a", 4, theirs), healthy()));
+    for now in [3000, 5000, 60_000] {
+        let d = c.decide(&obs(now, term_timed(7, "a", 4, theirs), healthy()));
+        assert_eq!(claims(&d), None, "at {now} ms");
+        assert_eq!(d.role, Role::Standby);
+        assert_eq!(d.reason.kind, ReasonKind::TimingMismatch);
+        assert!(d.reason.kind.is_error());
+    }
+    let d = c.decide(&obs(3000, term_timed(7, "a", 4, theirs), healthy()));
+    assert_eq!(
+        d.reason.text,
+        "standby: cannot take over term 7 from a (not renewed for 3.0 s): its timing (interval 1s, \
+         lease_timeout 5s, fall 3) differs from mine (interval 1s, lease_timeout 3s, fall 3); align \
+         timing: in both configs"
+    );
+    // Before it is stale, it is followed as any holder.
+    let mut c = core_timed("b", "a", 3000);
+    let d = c.decide(&obs(0, term_timed(7, "a", 4, theirs), healthy()));
+    assert_eq!(d.reason.kind, ReasonKind::Standby);
+    // An operator's force does not change it: force never shortens a lease.
+    let mut c = core_timed("b", "a", 3000);
+    c.decide(&obs(0, term_timed(7, "a", 4, theirs), healthy()));
+    let mut o = obs(4000, term_timed(7, "a", 4, theirs), healthy());
+    o.command = Some(Command::ForceTakeover);
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), None);
+    assert_eq!(d.reason.kind, ReasonKind::TimingMismatch);
+}
+
+#[test]
+fn the_same_timing_takes_a_stale_term_over() {
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term(7, "a", 4), healthy()));
+    let d = c.decide(&obs(5000, term(7, "a", 4), healthy()));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason.kind, ReasonKind::Claiming(ClaimWhy::LeaseExpired));
+    assert_eq!(
+        d.reason.text,
+        "claiming term 8: a has not renewed term 7 for 5.0 s"
+    );
+}
+
+#[test]
+fn a_record_without_timing_is_judged_by_the_holders_heartbeats() {
+    // A record of a holder that leaves timing out (another node runs an older version): its
+    // heartbeats say its timing.
+    let heard = |lease_ms| PeerObs {
+        name: "a".into(),
+        role: Role::Active,
+        term: 7,
+        jenkins_healthy: true,
+        jenkins_reloading: false,
+        current: true,
+        priority: 1,
+        age: Duration::from_secs(30),
+        timing: Some(shared_with_lease(lease_ms)),
+    };
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term_timed(7, "a", 4, None), healthy()));
+    let mut o = obs(5000, term_timed(7, "a", 4, None), healthy());
+    o.peers = vec![heard(8000)];
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), None);
+    assert_eq!(d.reason.kind, ReasonKind::TimingMismatch);
+    assert!(
+        d.reason.text.contains(
+            "its timing (interval 1s, lease_timeout 8s, fall 3, as its heartbeats say) differs"
+        ),
+        "{}",
+        d.reason
+    );
+    o.peers = vec![heard(5000)];
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), Some(8), "{}", d.reason);
+}
+
+#[test]
+fn a_holder_whose_timing_is_unknown_is_taken_over_only_when_an_operator_forces_it() {
+    // A record of an older version, and no heartbeat that says its timing: its lease may be
+    // longer than ours, so waiting out ours proves nothing.
+    let mut c = core("b", "a");
+    c.decide(&obs(0, term_timed(7, "a", 4, None), healthy()));
+    let d = c.decide(&obs(6000, term_timed(7, "a", 4, None), healthy()));
+    assert_eq!(claims(&d), None);
+    assert_eq!(d.reason.kind, ReasonKind::TimingUnknown);
+    assert!(d.reason.kind.is_error());
+    assert_eq!(
+        d.reason.text,
+        "standby: a has not renewed term 7 for 6.0 s, but I cannot take it over: its term record \
+         carries no timing (an older version wrote it) and its heartbeats never said it, so its lease \
+         may outlast mine (interval 1s, lease_timeout 5s, fall 3); finish the upgrade, or \
+         `jenkins-ha failover --force` if a is dead"
+    );
+    let mut o = obs(7000, term_timed(7, "a", 4, None), healthy());
+    o.command = Some(Command::ForceTakeover);
+    let d = c.decide(&o);
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason.kind, ReasonKind::Claiming(ClaimWhy::Forced));
+}
+
+#[test]
+fn a_released_or_handed_over_term_is_taken_whatever_the_holders_timing() {
+    // The holder asked: it no longer relies on its lease. The difference is still said.
+    let mut c = core_timed("b", "a", 3000);
+    let view = TermView {
+        term: 7,
+        holder: "a".into(),
+        counter: 4,
+        released: true,
+        handover_to: None,
+        timing: Some(timing().shared()),
+    };
+    let d = c.decide(&obs(100, LeaseObs::Term(view.clone()), healthy()));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(
+        d.reason.text,
+        "claiming term 8: a released term 7; its timing (interval 1s, lease_timeout 5s, fall 3) \
+         differs from mine (interval 1s, lease_timeout 3s, fall 3): align timing: in both configs"
+    );
+    // A record without timing, released: taken too.
+    let mut c = core("b", "a");
+    let old = TermView {
+        timing: None,
+        ..view.clone()
+    };
+    assert_eq!(
+        claims(&c.decide(&obs(100, LeaseObs::Term(old), healthy()))),
+        Some(8)
+    );
+    // Handed over to us, once our Jenkins is prepared.
+    let mut c = core_timed("b", "a", 3000);
+    let handed = TermView {
+        released: false,
+        handover_to: Some("b".into()),
+        ..view
+    };
+    let prepared = JenkinsObs {
+        prepared_for: Some(7),
+        ..healthy()
+    };
+    let d = c.decide(&obs(100, LeaseObs::Term(handed), prepared));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason.kind, ReasonKind::Claiming(ClaimWhy::Planned));
+    assert!(d.reason.text.contains("differs from mine"), "{}", d.reason);
+}
+
+#[test]
+fn an_empty_lease_or_our_own_term_is_claimed_whatever_the_timing() {
+    // No holder: nobody's lease to outlast. The other node's timing is for status and metrics.
+    let mut c = core_timed("b", "a", 3000);
+    let mut o = obs(0, LeaseObs::Empty, healthy());
+    o.peers = vec![PeerObs {
+        name: "a".into(),
+        role: Role::Standby,
+        term: 0,
+        jenkins_healthy: false,
+        jenkins_reloading: false,
+        current: true,
+        priority: 1,
+        age: 100 * MS,
+        timing: Some(timing().shared()),
+    }];
+    assert_eq!(claims(&c.decide(&o)), Some(1));
+    // Our own term from before a restart under another config (the one being fixed): ours.
+    let mut c = core_timed("b", "a", 3000);
+    let d = c.decide(&obs(
+        0,
+        term_timed(7, "b", 4, Some(timing().shared())),
+        healthy(),
+    ));
+    assert_eq!(claims(&d), Some(8));
+    assert_eq!(d.reason.kind, ReasonKind::Claiming(ClaimWhy::Restart));
+}
+
+#[test]
+fn an_unreadable_term_is_claimed_past_once_stale_as_before() {
+    // Nobody renews a record nobody can read: there is no holder's timing to compare.
+    let mut c = core("b", "a");
+    let garbage = LeaseObs::Garbage {
+        term: 7,
+        why: "empty".into(),
+    };
+    c.decide(&obs(0, garbage.clone(), healthy()));
+    assert_eq!(
+        claims(&c.decide(&obs(4900, garbage.clone(), healthy()))),
+        None
+    );
+    assert_eq!(claims(&c.decide(&obs(5000, garbage, healthy()))), Some(8));
+}
+
 // ---- Property tests of the invariants ----
 
 fn arb_lease() -> impl Strategy<Value = LeaseObs> {
@@ -876,6 +1111,7 @@ fn arb_lease() -> impl Strategy<Value = LeaseObs> {
                     1 => Some("a".into()),
                     _ => Some("b".into()),
                 },
+                timing: Some(timing().shared()),
             })),
     ]
 }
@@ -1071,6 +1307,77 @@ proptest! {
             if claims(&d).is_some() {
                 prop_assert!(now - last_move >= timing().lease_timeout,
                     "claimed {:?} after the counter moved", now - last_move);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
+
+    /// A standby never takes over a stale term whose holder runs another timing (as its record,
+    /// or for a record without timing its heartbeats, say), nor one whose holder's timing it
+    /// does not know unless an operator forced it. Released terms, terms handed to it and its
+    /// own are the exceptions: their holder gave them up.
+    #[test]
+    fn never_takes_a_stale_term_over_under_other_timing(
+        steps in prop::collection::vec(
+            (0u64..4000, any::<bool>(), 0u8..4, 0u8..4, any::<bool>(), any::<bool>(), 0u8..3, any::<bool>()),
+            1..30,
+        ),
+        mine_ms in prop_oneof![Just(3000u64), Just(5000), Just(8000)],
+    ) {
+        let mut c = core_timed("b", "a", mine_ms);
+        let mine = c.params().timing.shared();
+        let mut now = Duration::ZERO;
+        let mut counter = 0;
+        for (dt, moved, record, heard, released, handed, holder, force) in steps {
+            now += Duration::from_millis(dt);
+            if moved {
+                counter += 1;
+            }
+            let timing_of = |k: u8| match k {
+                0 => None,
+                1 => Some(shared_with_lease(3000)),
+                2 => Some(shared_with_lease(5000)),
+                _ => Some(shared_with_lease(8000)),
+            };
+            let holder = ["a", "b", "c"][holder as usize];
+            let view = TermView {
+                term: 7,
+                holder: holder.into(),
+                counter,
+                released,
+                handover_to: handed.then(|| "b".to_string()),
+                timing: timing_of(record),
+            };
+            let mut o = obs(now.as_millis() as u64, LeaseObs::Term(view.clone()), JenkinsObs {
+                prepared_for: Some(7),
+                ..healthy()
+            });
+            o.peers = vec![PeerObs {
+                name: holder.into(),
+                role: Role::Active,
+                term: 7,
+                jenkins_healthy: true,
+                jenkins_reloading: false,
+                current: true,
+                priority: 1,
+                age: 100 * MS,
+                timing: timing_of(heard),
+            }];
+            if force {
+                o.command = Some(Command::ForceTakeover);
+            }
+            let d = c.decide(&o);
+            if claims(&d).is_some() {
+                let asked = view.released || handed || holder == "b";
+                let known = view.timing.or(timing_of(heard));
+                prop_assert!(
+                    asked || known == Some(mine) || (known.is_none() && d.reason.kind == ReasonKind::Claiming(ClaimWhy::Forced)),
+                    "claimed term 7 of {} (record {:?}, heard {:?}) under {:?}: {}",
+                    holder, view.timing, timing_of(heard), mine, d.reason
+                );
             }
         }
     }
@@ -1281,10 +1588,34 @@ fn simulate_with(
     chaos: u64,
     commands: u64,
 ) -> Result<SimRun, String> {
+    simulate_timed(
+        seed,
+        faults_until,
+        end,
+        chaos,
+        commands,
+        [timing(), timing()],
+    )
+}
+
+/// [`simulate_with`] with each node's own timing. Fails besides on any decision that takes over
+/// a stale term whose holder's record carries another timing.
+fn simulate_timed(
+    seed: u64,
+    faults_until: Duration,
+    end: Duration,
+    chaos: u64,
+    commands: u64,
+    timings: [crate::core::Timing; 2],
+) -> Result<SimRun, String> {
     let mut rng = Rng(seed | 1);
-    let t = timing();
     let mut storage = Storage::default();
     let mut nodes = [SimNode::new("a", "b"), SimNode::new("b", "a")];
+    for (n, t) in nodes.iter_mut().zip(timings) {
+        let mut params = n.core.params().clone();
+        params.timing = t;
+        n.core = Core::new(params);
+    }
     let mut events: std::collections::BTreeMap<(Duration, u64), (usize, Ev)> = Default::default();
     let mut seq = 0u64;
     let mut push = |events: &mut std::collections::BTreeMap<(Duration, u64), (usize, Ev)>,
@@ -1409,6 +1740,19 @@ fn simulate_with(
                 });
                 let d = nodes[i].core.decide(&o);
                 last_reason[i] = d.reason.text.clone();
+                if let (Some(term), LeaseObs::Term(view)) = (claims(&d), &o.lease) {
+                    let mine = nodes[i].core.params().timing.shared();
+                    let asked = view.released
+                        || view.handover_to.as_deref() == Some(nodes[i].name)
+                        || view.holder == nodes[i].name;
+                    if !asked && view.timing != Some(mine) {
+                        log.push(format!(
+                            "{decided:?} {} claims term {term} from {} under other timing: {}",
+                            nodes[i].name, view.holder, d.reason
+                        ));
+                        return Err(log.join("\n"));
+                    }
+                }
                 if promoting && d.reason.kind == ReasonKind::SteppingDown(StepDownWhy::LeaseExpired)
                 {
                     run.lapsed_mid_promotion += 1;
@@ -1420,7 +1764,7 @@ fn simulate_with(
                 None => {
                     // As the real loop: the next interval, or the moment a silent lease goes
                     // stale if that comes first.
-                    let mut next = now + t.interval;
+                    let mut next = now + nodes[i].core.params().timing.interval;
                     if let Some(at) = nodes[i].core.lease_stale_at() {
                         let at = at + Duration::from_millis(1);
                         if at > now && at < next {
@@ -1480,7 +1824,7 @@ fn simulate_with(
                                         Some(now + Duration::from_millis(rng.below(100)));
                                     if c.full
                                         && c.first_done_at.saturating_sub(c.current_at)
-                                            >= t.lease_timeout
+                                            >= n.core.params().timing.lease_timeout
                                     {
                                         run.long_promotions += 1;
                                     }
@@ -1513,6 +1857,7 @@ fn simulate_with(
                                     counter: 0,
                                     released: false,
                                     handover_to: None,
+                                    timing: Some(nodes[i].core.params().timing.shared()),
                                 });
                                 Some(Outcome::Claimed { term, at: start })
                             } else {
@@ -1693,4 +2038,34 @@ fn two_cores_with_planned_switchovers_never_both_active() {
         total.handovers,
         total.claims
     );
+}
+
+#[test]
+fn two_cores_with_other_timing_never_take_a_stale_term_from_each_other() {
+    // b would think a's lease ran out before a stops trusting it: a, at lease_timeout 8 s,
+    // trusts its lease for 6 s after a renewal; b, at 5 s, would take a term over after 5 s.
+    let long = crate::core::Timing {
+        lease_timeout: Duration::from_secs(8),
+        ..timing()
+    };
+    let short = timing();
+    let mut total = SimRun::default();
+    for seed in 1..150u64 {
+        match simulate_timed(
+            seed * 6007,
+            Duration::from_secs(90),
+            Duration::from_secs(130),
+            60,
+            40,
+            [long, short],
+        ) {
+            Ok(r) => {
+                total.claims += r.claims;
+                total.handovers += r.handovers;
+            }
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    // Terms still change hands: released, handed over, or taken back by their own holder.
+    assert!(total.claims > 150 * 3, "{total:?}");
 }
