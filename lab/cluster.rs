@@ -220,6 +220,12 @@ pub struct Spec {
     pub manual_haproxy: bool,
     /// `lease.backend: etcd` with these endpoints and this prefix instead of the term files.
     pub etcd_lease: Option<(Vec<String>, String)>,
+    /// Let the stand-ins save API token usage statistics (Jenkins' default); off by default, as
+    /// the README recommends for both controllers.
+    pub token_stats: bool,
+    /// Start the stand-ins in quiet-down, as the README's init.groovy.d script does (on by
+    /// default): no Jenkins builds before its sidecar made its node the active one.
+    pub start_quiet: bool,
 }
 
 impl Spec {
@@ -250,6 +256,8 @@ impl Default for Spec {
             netns_host: None,
             folder_jobs: 0,
             manual_haproxy: false,
+            token_stats: false,
+            start_quiet: true,
             etcd_lease: None,
         }
     }
@@ -690,6 +698,18 @@ impl Cluster {
             format!("{}ms", self.spec.reload_per_item.as_millis()),
         ]
         .into();
+        let mut args = args;
+        if self.spec.start_quiet {
+            // The init.groovy.d script the README ships: Jenkins starts in quiet-down, and only
+            // its sidecar takes it out, once that node is the active one.
+            args.push("--start-quiet".into());
+        }
+        if !self.spec.token_stats {
+            // The setting the README recommends for both controllers (usageStatisticsEnabled
+            // false): no users/*/apiTokenStats.xml written on each authenticated call, so a
+            // quiet-down still works while the shared storage hangs.
+            args.push("--no-token-stats".into());
+        }
         let log = self.dir.join(format!("{}-jenkins.log", host.name));
         let (program, args) = host.command(&binaries().join("jenkins-standin"), args);
         let started_before = listening_lines(&log);

@@ -219,7 +219,7 @@ async fn a_paused_active_steps_down_when_it_wakes_and_never_splits() {
     let stopped = Instant::now();
     // Sample all through the pause: HAProxy must never route to both.
     while stopped.elapsed() < lease_timeout * 2 + Duration::from_secs(1) {
-        c.sample_once(&mut split, false).await;
+        c.sample_once(&mut split, true).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
@@ -232,7 +232,7 @@ async fn a_paused_active_steps_down_when_it_wakes_and_never_splits() {
     c.sidecar(active).signal(nix::sys::signal::Signal::SIGCONT);
     let woke = Instant::now();
     while woke.elapsed() < Duration::from_secs(3) {
-        c.sample_once(&mut split, false).await;
+        c.sample_once(&mut split, true).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(split.total(), 0, "split-brain samples: {split:?}");
@@ -352,7 +352,7 @@ async fn simultaneous_starts_elect_exactly_one_active_every_time() {
             .await
             .unwrap_or_else(|| panic!("round {round}: no single active\n{}", c.logs()));
         winners[active] += 1;
-        let split = c.sample_split_brain(interval * 5, false).await;
+        let split = c.sample_split_brain(interval * 5, true).await;
         assert_eq!(split.total(), 0, "round {round}: {split:?}");
         assert_eq!(term_files(&c), vec!["term-1"], "round {round}");
         assert!(

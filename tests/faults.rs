@@ -379,7 +379,7 @@ async fn row_10_simultaneous_start_fifty_times() {
         let start = Instant::now();
         let mut active = None;
         while start.elapsed() < Duration::from_secs(10) {
-            c.sample_once(&mut sb, false).await;
+            c.sample_once(&mut sb, true).await;
             let a = c.active_code(0).await == Some(200);
             let b = c.active_code(1).await == Some(200);
             match (a, b) {
@@ -638,4 +638,172 @@ async fn soak_lossy_heartbeats_and_short_pauses_cause_no_failover() {
         s.nodes[1].last_heard_s.is_some(),
         "no heartbeat ever went through the relay"
     );
+}
+
+/// Row 13b: a standby whose full reload failed answers 503 for ever, but its reload timeout is
+/// still far off (the default is 5 minutes). Its health checks, which never wait behind a reload,
+/// see the 503: it is not healthy, it says so in heartbeats, the active's crash does not hand it
+/// the term, and nobody claims (NO ACTIVE NODE, with the reason in `status`). Once the reload
+/// timeout passes, the reload counts as failed and `restart_command` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_13b_a_standby_stuck_in_a_failed_reload_never_claims_long_before_its_timeout() {
+    let reload_timeout = Duration::from_secs(12);
+    let spec = Spec {
+        reload_timeout,
+        restart_command: Some("touch {dir}/restart-{node}".into()),
+        ..Spec::default()
+    };
+    let (mut c, active) = started(spec).await;
+    let standby = 1 - active;
+    c.post(
+        c.hosts[standby].jenkins_port,
+        "/standin/fail-reloads?on=true",
+    )
+    .await
+    .unwrap();
+    // A new job: the standby's full reload, which fails (503 until restarted).
+    write_job(&c.hosts[active].home, "brand-new", "x");
+    let reloading = c
+        .wait(Duration::from_secs(10), || async {
+            let s = c.jenkins_state(standby).await?;
+            (s["reloadFailed"] == true).then_some(())
+        })
+        .await;
+    assert!(
+        reloading.is_some(),
+        "the standby's reload did not start\n{}",
+        c.logs()
+    );
+    let unhealthy = c
+        .wait(Duration::from_secs(5), || async {
+            let s = c.status(active).await?;
+            (!s.nodes[1].jenkins_healthy).then_some(())
+        })
+        .await;
+    assert!(
+        unhealthy.is_some(),
+        "the stuck standby still says it is healthy\n{}",
+        c.logs()
+    );
+    // The active's Jenkins dies long before the standby's reload timeout.
+    let killed = Instant::now();
+    c.kill_jenkins(active);
+    let (sb, claimed) = observe_until(&c, Duration::from_secs(6), || async {
+        c.active_code(standby).await == Some(200)
+    })
+    .await;
+    assert!(!claimed, "a standby stuck at 503 took over\n{}", c.logs());
+    assert_eq!(sb.total(), 0, "{sb:?}");
+    assert!(killed.elapsed() < reload_timeout);
+    let s = c.status(standby).await.expect("the standby answers");
+    assert_eq!(s.active, None, "{s:?}");
+    assert!(
+        s.nodes[0].reason.contains("NO ACTIVE NODE")
+            && s.nodes[0].reason.contains("reloading (503"),
+        "status must say why: {}",
+        s.nodes[0].reason
+    );
+    assert_eq!(terms(&c), 1, "a term was claimed\n{}", c.logs());
+    // Past the reload timeout the reload has failed: restart_command runs.
+    let flag = c.dir.join(format!("restart-{}", NAMES[standby]));
+    let ran = c
+        .wait(reload_timeout + Duration::from_secs(5), || async {
+            flag.exists().then_some(())
+        })
+        .await;
+    assert!(ran.is_some(), "restart_command did not run\n{}", c.logs());
+    let s = c.status(standby).await.expect("the standby answers");
+    assert!(s.nodes[0].reload_failed, "{s:?}");
+    assert!(
+        s.nodes[0].reason.contains("failed its last reload"),
+        "{}",
+        s.nodes[0].reason
+    );
+    // Restarted healthy (what the restart command would do), it takes over.
+    c.kill_jenkins(standby);
+    c.start_jenkins(standby);
+    let served = c.wait_served_by(0, standby, Duration::from_secs(15)).await;
+    assert!(
+        served.is_some(),
+        "the restarted standby did not take over\n{}",
+        c.logs()
+    );
+}
+
+/// A heartbeat signed with the right token that claims a future term and the active role is
+/// flagged, not believed: the lease decides the roles `status` shows, so it shows one active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_future_term_heartbeat_leaves_one_active_in_status() {
+    let (c, active) = started(Spec::default()).await;
+    let standby = 1 - active;
+    // Pretend to be the standby, with the real token, to the active.
+    let url = format!("http://127.0.0.1:{}/v1/heartbeat", c.hosts[active].api_port);
+    let forged = serde_json::json!({
+        "name": NAMES[standby], "role": "active", "term": 99, "jenkins": "up",
+        "jenkins_healthy": true, "serving": true
+    })
+    .to_string();
+    let bearer = format!("Bearer {}", cluster::CLUSTER_TOKEN);
+    let headers = vec![(
+        hyper::header::AUTHORIZATION,
+        hyper::header::HeaderValue::from_str(&bearer).unwrap(),
+    )];
+    let r = c
+        .http
+        .send(
+            hyper::Method::POST,
+            &url,
+            &headers,
+            forged.into(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+    let s = c.status(active).await.unwrap();
+    let actives: Vec<&str> = s
+        .nodes
+        .iter()
+        .filter(|n| n.role.as_str() == "active")
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(actives, [NAMES[active]], "{s:?}");
+    assert_eq!(s.active.as_deref(), Some(NAMES[active]));
+    let flagged = s.nodes[1]
+        .contradiction
+        .as_deref()
+        .unwrap_or_else(|| panic!("the forged heartbeat is not flagged: {s:?}"));
+    assert!(flagged.contains("says it is active"), "{flagged}");
+    let (_, table, _) = tokio::task::block_in_place(|| c.cli(active, &["status"]));
+    assert!(table.contains("the lease is believed"), "{table}");
+    // And nothing moved.
+    assert_eq!(terms(&c), 1);
+    assert_eq!(c.active_code(active).await, Some(200));
+}
+
+/// A hung Jenkins (connections accepted, answers only after three health-check timeouts, like a
+/// GC pause). Checks overlap, so the failures are confirmed about `jenkins.timeout + (fall − 1) ×
+/// interval / 4` after the hang, not `fall × jenkins.timeout`: the standby takes over, and the
+/// hung one is fenced (its quiet-down lands within the fencing call's longer timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_12c_a_hung_jenkins_is_failed_away_from_without_waiting_fall_timeouts() {
+    let spec = Spec::default();
+    let (c, active) = started(spec).await;
+    let standby = 1 - active;
+    let hung = Instant::now();
+    // jenkins.timeout is 500 ms at this interval.
+    c.post(c.hosts[active].jenkins_port, "/standin/delay?ms=1500")
+        .await
+        .unwrap();
+    let (sb, ok) = observe_until(&c, Duration::from_secs(20), || async {
+        c.active_code(standby).await == Some(200)
+    })
+    .await;
+    assert!(ok, "a hung Jenkins was not failed away from\n{}", c.logs());
+    let took = hung.elapsed();
+    eprintln!("row 12c: the standby was active {took:?} after its peer's Jenkins hung");
+    assert_eq!(sb.total(), 0, "{sb:?}");
+    assert_no_split_brain(&c, &sb, Duration::from_secs(1)).await;
+    let routed = c.wait_routed(0, standby, Duration::from_secs(5)).await;
+    assert!(routed, "HAProxy not routed to the new active");
 }

@@ -636,3 +636,237 @@ async fn a_real_partition_between_the_hosts_causes_no_failover() {
     assert_one_healthy_active(&c, &split, 0).await;
     assert_eq!(term_files(&c), vec!["term-1"]);
 }
+
+/// Row 5b: SIGTERM while the active's storage hangs. The stop quiets its Jenkins before any
+/// storage call, releases the term only as far as the hung storage lets it (best effort), and
+/// the process exits within a bound, though a storage call never returns. The peer takes over
+/// once the lease runs out; no instant has two Jenkins out of quiet-down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_hung_mount_exits_in_time_and_quiets_its_jenkins() {
+    const EXIT_BOUND: Duration = Duration::from_secs(5);
+    let spec = Spec {
+        bindfs: true,
+        ..Spec::default()
+    };
+    let (mut c, active) = started(spec.clone()).await;
+    let standby = 1 - active;
+    let mut frozen = c.bind.as_ref().expect("bindfs mounts").freeze(active);
+    // Let a storage call get stuck in the frozen mount first.
+    let mut split = SplitBrain::default();
+    let frozen_at = Instant::now();
+    while frozen_at.elapsed() < spec.interval * 3 {
+        c.sample_once(&mut split, true).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.sidecar(active).signal(nix::sys::signal::Signal::SIGTERM);
+    let stopped = Instant::now();
+    let mut exited = None;
+    while stopped.elapsed() < EXIT_BOUND * 2 {
+        c.sample_once(&mut split, true).await;
+        if !c.sidecar(active).running() {
+            exited = Some(stopped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exited = exited.unwrap_or_else(|| {
+        panic!(
+            "the sidecar did not exit within {:?} of SIGTERM on a hung mount\n{}",
+            EXIT_BOUND * 2,
+            c.logs()
+        )
+    });
+    eprintln!("the sidecar exited {exited:?} after SIGTERM, its mount hung");
+    assert!(exited <= EXIT_BOUND, "took {exited:?} to exit");
+    assert_eq!(
+        c.quieting_down(active).await,
+        Some(true),
+        "its Jenkins was left out of quiet-down\n{}",
+        c.logs()
+    );
+    let log = std::fs::read_to_string(c.dir.join(format!("{}-sidecar.log", NAMES[active])))
+        .unwrap_or_default();
+    assert!(
+        log.contains("stopping: our Jenkins is in quiet-down"),
+        "{log}"
+    );
+    // The peer takes over once the lease runs out.
+    let took_over = c
+        .wait(spec.lease_timeout * 4, || async {
+            c.sample_once(&mut SplitBrain::default(), true).await;
+            (c.active_code(standby).await == Some(200)).then_some(())
+        })
+        .await;
+    assert!(
+        took_over.is_some(),
+        "the peer never took over\n{}",
+        c.logs()
+    );
+    let after = c.sample_split_brain(Duration::from_secs(2), true).await;
+    assert_eq!(split.total() + after.total(), 0, "{split:?} {after:?}");
+    assert!(c.wait_routed(0, standby, Duration::from_secs(3)).await);
+    frozen.thaw();
+}
+
+/// `status` must answer while the shared mount hangs (it only asks the local sidecar's API);
+/// `history` needs the storage: it gives up after its timeout with one line naming the mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_history_answer_or_fail_in_time_while_the_mount_hangs() {
+    let spec = Spec {
+        bindfs: true,
+        ..Spec::default()
+    };
+    let (c, active) = started(spec).await;
+    let mut frozen = c.bind.as_ref().expect("bindfs mounts").freeze(active);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    let (code, out, err) = tokio::task::block_in_place(|| c.cli(active, &["status"]));
+    let took = asked.elapsed();
+    eprintln!("status took {took:?} with the mount hung");
+    assert!(matches!(code, Some(0) | Some(3)), "{code:?} {out}{err}");
+    assert!(out.contains(NAMES[active]), "{out}");
+    assert!(took < Duration::from_secs(4), "status took {took:?}");
+
+    let asked = Instant::now();
+    let (code, out, err) = tokio::task::block_in_place(|| c.cli(active, &["history"]));
+    let took = asked.elapsed();
+    eprintln!("history took {took:?} with the mount hung: {err}");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("no answer within 5 s")
+            && err.contains(c.hosts[active].home.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(7), "history took {took:?}");
+    // The other node's mount is fine: its history answers.
+    let (code, out, err) = tokio::task::block_in_place(|| c.cli(1 - active, &["history"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Term"), "{out}");
+    frozen.thaw();
+}
+
+/// A small filesystem for the lease directory, mounted for a test and unmounted at its end.
+struct SmallFs {
+    dir: std::path::PathBuf,
+}
+
+impl SmallFs {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount")
+            .success();
+        assert!(
+            ok,
+            "mounting a tmpfs at {} failed (root is needed)",
+            dir.display()
+        );
+        SmallFs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Fills it up; returns the filler, whose removal gives the space back.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.dir.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The lease's filesystem fills up. The active cannot renew, so its lease runs out by its own
+/// clock and it steps down; claims fail with ENOSPC and leave nothing behind (an empty term file
+/// would make every node wait out another `lease_timeout` before claiming past it). Once space
+/// returns, a node claims within one `lease_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_claim_recovers_within_a_lease_timeout_of_space_returning() {
+    let spec = Spec::default();
+    let lease_timeout = spec.lease_timeout;
+    let mut c = Cluster::prepare(spec);
+    let small = SmallFs::mount(&c.home.join(".jenkins-ha"), "256k");
+    c.start_sidecar(0);
+    c.start_sidecar(1);
+    let active = c
+        .wait_one_active(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("no single active node\n{}", c.logs()));
+    settled(&c, active).await;
+    let filler = small.fill();
+    let mut split = SplitBrain::default();
+    // Full: the active steps down by its clock, nobody can claim.
+    let full_since = Instant::now();
+    while full_since.elapsed() < lease_timeout * 3 {
+        c.sample_once(&mut split, true).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(
+        c.active_code(active).await,
+        Some(200),
+        "renewed on a full disk?"
+    );
+    assert_ne!(c.active_code(1 - active).await, Some(200));
+    let garbage: Vec<String> = term_files(&c)
+        .into_iter()
+        .filter(|t| {
+            std::fs::metadata(c.home.join(".jenkins-ha").join(t))
+                .map(|m| m.len() == 0)
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(
+        garbage.is_empty(),
+        "empty term files left behind: {garbage:?}"
+    );
+    assert_eq!(
+        term_files(&c),
+        vec!["term-1"],
+        "a term was claimed on a full disk"
+    );
+    // Space returns.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let freed = Instant::now();
+    let mut back = None;
+    while freed.elapsed() < lease_timeout * 3 {
+        c.sample_once(&mut split, true).await;
+        for i in 0..2 {
+            if c.active_code(i).await == Some(200) {
+                back = Some((i, freed.elapsed()));
+            }
+        }
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (new_active, took) =
+        back.unwrap_or_else(|| panic!("no node took the term once space returned\n{}", c.logs()));
+    eprintln!(
+        "{} active {took:?} after space returned (lease_timeout {lease_timeout:?})",
+        NAMES[new_active]
+    );
+    assert!(took <= lease_timeout, "recovery took {took:?}");
+    assert_eq!(term_files(&c), vec!["term-1", "term-2"]);
+    settled(&c, new_active).await;
+    let after = c.sample_split_brain(Duration::from_secs(1), true).await;
+    assert_eq!(split.total() + after.total(), 0, "{split:?} {after:?}");
+    // The tmpfs goes first (lazily): the cluster's temp dir can then be removed whole.
+    drop(small);
+    drop(c);
+}

@@ -183,7 +183,7 @@ async fn forced_failover_while_the_active_is_frozen_waits_out_the_lease() {
     let mut split = cluster::SplitBrain::default();
     let sampler = async {
         while stopped.elapsed() < lease_timeout * 3 {
-            c.sample_once(&mut split, false).await;
+            c.sample_once(&mut split, true).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

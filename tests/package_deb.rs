@@ -94,6 +94,26 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "/usr/share/doc/jenkins-ha/examples/haproxy.cfg",
         &["-rw-r--r--"],
     ),
+    (
+        "/usr/share/doc/jenkins-ha/examples/keepalived.conf.example",
+        &["-rw-r--r--"],
+    ),
+    (
+        "/usr/share/doc/jenkins-ha/examples/init.groovy.d/jenkins-ha-quiet-at-start.groovy",
+        &["-rw-r--r--"],
+    ),
+    (
+        "/usr/share/doc/jenkins-ha/examples/monitoring/jenkins-ha.rules.yml",
+        &["-rw-r--r--"],
+    ),
+    (
+        "/usr/share/doc/jenkins-ha/examples/monitoring/grafana-dashboard.json",
+        &["-rw-r--r--"],
+    ),
+    (
+        "/usr/share/doc/jenkins-ha/examples/monitoring/prometheus.example.yml",
+        &["-rw-r--r--"],
+    ),
     ("/usr/share/man/man1/jenkins-ha.1.gz", &["-rw-r--r--"]),
     (
         "/usr/share/bash-completion/completions/jenkins-ha",
@@ -411,6 +431,14 @@ fn the_deb_holds_what_an_operator_needs_and_its_binary_runs() {
         (
             "usr/share/doc/jenkins-ha/examples/haproxy.cfg",
             "haproxy/haproxy.cfg",
+        ),
+        (
+            "usr/share/doc/jenkins-ha/examples/init.groovy.d/jenkins-ha-quiet-at-start.groovy",
+            "packaging/init.groovy.d/jenkins-ha-quiet-at-start.groovy",
+        ),
+        (
+            "usr/share/doc/jenkins-ha/examples/monitoring/jenkins-ha.rules.yml",
+            "monitoring/jenkins-ha.rules.yml",
         ),
         ("usr/share/doc/jenkins-ha/README.md", "README.md"),
         ("usr/share/doc/jenkins-ha/copyright", "packaging/copyright"),

@@ -301,7 +301,7 @@ async fn a_failed_reload_marks_the_standby_unhealthy_and_it_is_never_promoted() 
             Some(200),
             "a broken standby was promoted"
         );
-        c.sample_once(&mut split, false).await;
+        c.sample_once(&mut split, true).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(split.total(), 0, "{split:?}");

@@ -1745,10 +1745,33 @@ fn us_u64(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// The root xml files' fingerprints on disk, read on a thread of their own and waited for at
+/// most `within`: the home may hang (a frozen NFS or FUSE mount), and the control API must keep
+/// answering (and never block the runtime) meanwhile. `None` when the read did not come back,
+/// or one is still stuck.
+fn root_fingerprints_within(
+    home: &std::path::Path,
+    within: Duration,
+) -> Option<BTreeMap<String, String>> {
+    static READING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if READING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let home = home.to_path_buf();
+    std::thread::spawn(move || {
+        let prints = load::root_xml_fingerprints(&home);
+        READING.store(false, std::sync::atomic::Ordering::Release);
+        let _ = tx.send(prints);
+    });
+    rx.recv_timeout(within).ok()
+}
+
 fn state_json(sh: &Shared, brief: bool) -> Value {
-    let on_disk = load::root_xml_fingerprints(&sh.home);
+    let on_disk = root_fingerprints_within(&sh.home, Duration::from_millis(200));
     let st = sh.lock();
-    let stale = load::stale_globals(&st.globals_loaded, &on_disk);
+    // `null` while the home does not answer.
+    let stale = on_disk.map(|on_disk| load::stale_globals(&st.globals_loaded, &on_disk));
     let mut v = json!({
         "name": sh.name,
         "session": sh.session,

@@ -332,10 +332,19 @@ impl Lease for FileLease {
             }
             Err(e) => return Err(io("create", &path, e)),
         };
+        let written = encode_record(record, &path).and_then(|bytes| {
+            file.write_all(&bytes).map_err(|e| io("write", &path, e))?;
+            file.sync_all().map_err(|e| io("fsync", &path, e))
+        });
+        if let Err(e) = written {
+            // The create won the term but the record never landed (a full disk, say): nobody
+            // acts on an empty term, so take the file back, or every node would have to wait
+            // out `lease_timeout` before claiming past it, and every retry would cost that again.
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         self.highest_known.fetch_max(record.term, Ordering::Relaxed);
-        let bytes = encode_record(record, &path)?;
-        file.write_all(&bytes).map_err(|e| io("write", &path, e))?;
-        file.sync_all().map_err(|e| io("fsync", &path, e))?;
         self.sync_dir()?;
         self.prune(record.term);
         Ok(true)
@@ -347,16 +356,21 @@ impl Lease for FileLease {
             .dir
             .join(format!(".term-{}.{}.tmp", record.term, record.node));
         let bytes = encode_record(record, &path)?;
-        let mut file = OpenOptions::new()
+        let written = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o644)
             .open(&tmp)
-            .map_err(|e| io("create", &tmp, e))?;
-        file.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| io("fsync", &tmp, e))?;
-        drop(file);
+            .map_err(|e| io("create", &tmp, e))
+            .and_then(|mut file| {
+                file.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
+                file.sync_all().map_err(|e| io("fsync", &tmp, e))
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))?;
         self.sync_dir()
     }

@@ -3,13 +3,20 @@
 //! Pure and synchronous: time is passed in (as a [`Duration`] since any fixed origin), so every
 //! rule is tested without clocks or disks.
 //!
-//! The rules (from `shared/design/protocol.md`, "What the standby does to its Jenkins"):
-//! - only edits of existing items → per-item reloads of those items;
-//! - an item added, removed or replaced, any global file changed, or a forced full reload →
-//!   one full reload, then per-item reloads of the *nested* items (full name with a `/`) edited
-//!   in the same batch, because a full reload keeps the folder children it already has and may
+//! The rules (from `shared/design/protocol.md` and `jenkins.md`, "What a reload covers"):
+//! - edits of existing items, and jobs whose build records moved (`nextBuildNumber` or
+//!   `builds/`) → per-item reloads of those items (a per-item reload re-reads the item's
+//!   `config.xml`, its `nextBuildNumber` and its build index);
+//! - a nested item added, removed or replaced → a per-item reload of its parent folder, which
+//!   reads new child directories and drops deleted ones (a replaced one keeps its old object
+//!   under the folder, so it is reloaded itself too);
+//! - a top-level item added, removed or replaced, the global `config.xml`, `nodes/` or `users/`
+//!   changed, or a forced full reload → one full reload, then per-item reloads of the *nested*
+//!   items of the batch, because a full reload keeps the folder children it already has and may
 //!   not re-read their `config.xml` (JENKINS-28043). Top-level items are re-read by the full
 //!   reload itself; items that are new in the batch are loaded fresh by it;
+//! - any other root `*.xml` (`credentials.xml`, plugin configuration) is read once, when Jenkins
+//!   starts: no reload applies it, so the plan names it as needing a restart instead;
 //! - a plan comes once no change has arrived for `debounce`, or once the oldest pending change
 //!   has waited `max_wait` (so endless churn cannot starve the standby);
 //! - full reloads come at most once per `min_full_gap`; changes arriving meanwhile are held and
@@ -19,7 +26,7 @@
 //! A per-item reload answered with 404 means Jenkins has not loaded that item: the caller reports
 //! it with [`Batcher::item_not_loaded`], which schedules a full reload.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -58,10 +65,22 @@ impl BatchConfig {
 pub struct ReloadPlan {
     /// A full `POST /reload` (then `wait_ready`), before the per-item reloads.
     pub full: bool,
-    /// Items to reload one by one (`POST /job/A/job/B/reload`), by full name, sorted.
+    /// Why a full reload, when one is needed.
+    pub full_why: Vec<String>,
+    /// Items to reload one by one (`POST /job/A/job/B/reload`), by full name, sorted (a folder
+    /// before its children).
     pub items: Vec<String>,
+    /// Root files that changed but that only a restart of Jenkins applies (relative paths).
+    pub restart_needed: Vec<String>,
     /// What changed, as short phrases (`jobs/app/config.xml edited`, `job new-job added`).
     pub reasons: Vec<String>,
+}
+
+/// Whether a global file is applied by a full reload: the global `config.xml`, `nodes/` and
+/// `users/`. Every other root `*.xml` (`credentials.xml`, plugin configuration) is read once,
+/// when its descriptor is built at start-up (`jenkins.md`, "What a reload covers").
+pub fn reload_applies(global: &str) -> bool {
+    global == "config.xml" || global.starts_with("nodes/") || global.starts_with("users/")
 }
 
 /// One sentence for logs and `status`: "full reload, then reload 1 nested item (F/b): job x
@@ -83,6 +102,11 @@ impl fmt::Display for ReloadPlan {
                 f.write_str("full reload, then ")?;
                 items(f, "nested ")?;
             }
+            (false, true) if !self.restart_needed.is_empty() => write!(
+                f,
+                "no reload applies {} (a restart of Jenkins does)",
+                self.restart_needed.join(", ")
+            )?,
             (false, _) => items(f, "")?,
         }
         if !self.reasons.is_empty() {
@@ -108,7 +132,12 @@ struct Pending {
     first: Duration,
     last: Duration,
     items: BTreeMap<String, Track>,
+    /// Jobs whose build records moved.
+    built: BTreeSet<String>,
+    /// Global files a full reload applies that changed.
     global_changes: usize,
+    /// Global files only a restart applies that changed.
+    restart_needed: BTreeSet<String>,
     forced: bool,
     reasons: Vec<String>,
     seen_reasons: HashSet<String>,
@@ -121,7 +150,9 @@ impl Pending {
             first: now,
             last: now,
             items: BTreeMap::new(),
+            built: BTreeSet::new(),
             global_changes: 0,
+            restart_needed: BTreeSet::new(),
             forced: false,
             reasons: Vec::new(),
             seen_reasons: HashSet::new(),
@@ -144,7 +175,13 @@ impl Pending {
     fn add(&mut self, change: Change) {
         self.reason(change.to_string());
         match change.what {
-            Target::Global { .. } => self.global_changes += 1,
+            Target::Global { path } if reload_applies(&path) => self.global_changes += 1,
+            Target::Global { path } => {
+                self.restart_needed.insert(path);
+            }
+            Target::Builds { full_name } => {
+                self.built.insert(full_name);
+            }
             Target::Item { full_name } => {
                 let kind = change.kind;
                 self.items
@@ -173,19 +210,50 @@ impl Pending {
     /// The plan for what is pending; `None` when it all cancelled out (an item added and removed
     /// again within the batch).
     fn plan(&self) -> Option<ReloadPlan> {
-        let membership_changed = self
-            .items
-            .values()
-            .any(|t| t.was_present != t.present || (t.present && t.replaced));
-        let full = self.forced || self.global_changes > 0 || membership_changed;
-        let items: Vec<String> = self
+        let parent = |name: &str| name.rsplit_once('/').map(|(p, _)| p.to_string());
+        let moved = |t: &Track| t.was_present != t.present || (t.present && t.replaced);
+        let mut full_why: Vec<String> = Vec::new();
+        if self.forced {
+            full_why.push("asked for".into());
+        }
+        if self.global_changes > 0 {
+            full_why.push("global configuration changed".into());
+        }
+        if self
             .items
             .iter()
-            .filter(|(_, t)| t.was_present && t.present && (t.edited || t.replaced))
-            .filter(|(name, _)| !full || name.contains('/'))
-            .map(|(name, _)| name.clone())
-            .collect();
-        if !full && items.is_empty() {
+            .any(|(name, t)| !name.contains('/') && moved(t))
+        {
+            full_why.push("a top-level item was added or removed".into());
+        }
+        let full = !full_why.is_empty();
+        let mut items: BTreeSet<String> = BTreeSet::new();
+        for (name, t) in &self.items {
+            if t.was_present && t.present && (t.edited || t.replaced) {
+                items.insert(name.clone());
+            }
+            // A folder reads its new children and drops deleted ones when it is reloaded.
+            if moved(t) {
+                if let Some(folder) = parent(name) {
+                    items.insert(folder);
+                }
+            }
+        }
+        for name in &self.built {
+            // New in this batch: loaded fresh with its builds by whatever loads it.
+            let new = self.items.get(name).is_some_and(|t| !t.was_present);
+            let gone = self.items.get(name).is_some_and(|t| !t.present);
+            if !new && !gone {
+                items.insert(name.clone());
+            }
+        }
+        if full {
+            // The full reload re-reads the top-level items itself.
+            items.retain(|name| name.contains('/'));
+        }
+        let items: Vec<String> = items.into_iter().collect();
+        let restart_needed: Vec<String> = self.restart_needed.iter().cloned().collect();
+        if !full && items.is_empty() && restart_needed.is_empty() {
             return None;
         }
         let mut reasons = self.reasons.clone();
@@ -194,7 +262,9 @@ impl Pending {
         }
         Some(ReloadPlan {
             full,
+            full_why,
             items,
+            restart_needed,
             reasons,
         })
     }
@@ -413,25 +483,35 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_item_gives_a_full_reload() {
-        let plan = plan_of(vec![removed("F/old")]).unwrap();
+    fn a_removed_top_level_item_gives_a_full_reload() {
+        let plan = plan_of(vec![removed("old")]).unwrap();
         assert!(plan.full);
         assert!(plan.items.is_empty());
+        assert_eq!(plan.full_why, ["a top-level item was added or removed"]);
     }
 
     #[test]
-    fn a_rename_gives_a_full_reload() {
+    fn a_removed_nested_item_reloads_its_folder_only() {
+        // A folder's reload drops the children whose directory is gone.
+        let plan = plan_of(vec![removed("F/old")]).unwrap();
+        assert!(!plan.full);
+        assert_eq!(plan.items, ["F"]);
+    }
+
+    #[test]
+    fn a_rename_reloads_the_folder_or_everything_at_the_top() {
         let plan = plan_of(vec![removed("F/old"), added("F/new")]).unwrap();
+        assert!(!plan.full);
+        assert_eq!(plan.items, ["F"], "the folder reads the new name fresh");
+        let plan = plan_of(vec![removed("old"), added("new")]).unwrap();
         assert!(plan.full);
         assert!(plan.items.is_empty(), "the new name is loaded fresh");
     }
 
     #[test]
-    fn every_global_file_gives_a_full_reload() {
+    fn global_config_nodes_and_users_give_a_full_reload() {
         for path in [
             "config.xml",
-            "credentials.xml",
-            "hudson.plugins.git.GitTool.xml",
             "nodes/agent1/config.xml",
             "users/users.xml",
             "users/alice_123/config.xml",
@@ -440,8 +520,50 @@ mod tests {
                 let plan = plan_of(vec![global(kind, path)]).unwrap();
                 assert!(plan.full, "{path} {kind:?}");
                 assert!(plan.items.is_empty());
+                assert!(plan.restart_needed.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn credentials_and_plugin_files_need_a_restart_not_a_reload() {
+        for path in ["credentials.xml", "hudson.plugins.git.GitTool.xml"] {
+            for kind in [ChangeKind::Added, ChangeKind::Modified, ChangeKind::Removed] {
+                let plan = plan_of(vec![global(kind, path)]).unwrap();
+                assert!(
+                    !plan.full,
+                    "{path} {kind:?}: a full reload does not read it"
+                );
+                assert!(plan.items.is_empty());
+                assert_eq!(plan.restart_needed, [path]);
+                assert_eq!(
+                    plan.to_string(),
+                    format!(
+                        "no reload applies {path} (a restart of Jenkins does): {path} {}",
+                        kind_verb(kind)
+                    )
+                );
+            }
+        }
+    }
+
+    fn kind_verb(kind: ChangeKind) -> &'static str {
+        match kind {
+            ChangeKind::Added => "added",
+            ChangeKind::Modified => "edited",
+            ChangeKind::Removed => "removed",
+        }
+    }
+
+    #[test]
+    fn moved_build_records_give_per_item_reloads() {
+        let plan = plan_of(vec![Change::builds("app"), Change::builds("F/b")]).unwrap();
+        assert!(!plan.full);
+        assert_eq!(plan.items, ["F/b", "app"]);
+        assert_eq!(plan.reasons, ["job app built", "job F/b built"]);
+        // A job new in the batch is loaded with its builds by what loads it.
+        let plan = plan_of(vec![added("F/new"), Change::builds("F/new")]).unwrap();
+        assert_eq!(plan.items, ["F"]);
     }
 
     #[test]
@@ -470,15 +592,15 @@ mod tests {
     #[test]
     fn items_added_in_the_batch_need_no_per_item_reload() {
         let plan = plan_of(vec![added("F/new"), edited("F/new"), edited("F/old")]).unwrap();
-        assert!(plan.full);
-        assert_eq!(plan.items, vec!["F/old"]);
+        assert!(!plan.full);
+        assert_eq!(plan.items, vec!["F", "F/old"], "F reads F/new fresh");
     }
 
     #[test]
     fn items_removed_in_the_batch_are_not_reloaded() {
         let plan = plan_of(vec![edited("F/gone"), removed("F/gone"), edited("F/b")]).unwrap();
-        assert!(plan.full);
-        assert_eq!(plan.items, vec!["F/b"]);
+        assert!(!plan.full);
+        assert_eq!(plan.items, vec!["F", "F/b"], "F drops F/gone");
     }
 
     #[test]

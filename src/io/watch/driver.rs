@@ -437,7 +437,8 @@ mod tests {
         fs::create_dir_all(dir.path().join("jobs/F/jobs/c")).unwrap();
         fs::write(dir.path().join("jobs/F/jobs/c/config.xml"), "<job/>").unwrap();
         let plan = plan_within(&mut watch, 5).await;
-        assert!(plan.full);
+        assert!(!plan.full, "a reload of F reads its new child");
+        assert_eq!(plan.items, ["F"]);
         assert_eq!(plan.reasons, vec!["job F/c added"]);
         // Its config is then edited: the new directory was watched by the sync after the scan.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -164,8 +164,9 @@ impl EventFilter {
 
 /// Whether a path (as in an inotify event) is, or may contain, configuration: the home itself,
 /// `jobs`, `nodes`, `users`, a root config `*.xml`, `nodes/N[/config.xml]`, `users/users.xml`,
-/// `users/N[/config.xml]`, and under `jobs/` at any depth `X`, `X/config.xml`, `X/jobs`. Paths
-/// outside the home, temp files and everything else in an item's directory are not.
+/// `users/N[/config.xml]`, and under `jobs/` at any depth `X`, `X/config.xml`, `X/jobs`, and the
+/// build records `X/nextBuildNumber` and `X/builds` (itself, never what is in it). Paths outside
+/// the home, temp files and everything else in an item's directory are not.
 pub fn is_relevant(home: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(home) else {
         return false;
@@ -195,7 +196,7 @@ pub fn is_relevant(home: &Path, path: &Path) -> bool {
 fn under_jobs(rest: &[&str]) -> bool {
     match rest {
         [name] => !is_temp_name(name),
-        [_, "config.xml"] | [_, "jobs"] => true,
+        [_, "config.xml" | "jobs" | "nextBuildNumber" | "builds"] => true,
         [_, "jobs", more @ ..] => under_jobs(more),
         _ => false,
     }
@@ -221,6 +222,9 @@ mod tests {
             "jobs/F/jobs/B",
             "jobs/F/jobs/B/config.xml",
             "jobs/F/jobs/G/jobs/C/config.xml",
+            "jobs/app/nextBuildNumber",
+            "jobs/app/builds",
+            "jobs/F/jobs/B/nextBuildNumber",
             "nodes",
             "nodes/agent1",
             "nodes/agent1/config.xml",
@@ -237,8 +241,6 @@ mod tests {
             ".owner",
             "secret.key",
             "atomic123.tmp",
-            "jobs/app/nextBuildNumber",
-            "jobs/app/builds",
             "jobs/app/builds/12/build.xml",
             "jobs/app/builds/config.xml",
             "jobs/app/workspace/config.xml",
@@ -293,7 +295,9 @@ mod tests {
             EventKind::Access(AccessKind::Close(AccessMode::Read)),
             "/h/jobs/a/config.xml"
         )));
-        assert!(!f.wants(&event(data, "/h/jobs/a/nextBuildNumber")));
+        // A build started elsewhere: the standby must re-read that job's build records.
+        assert!(f.wants(&event(data, "/h/jobs/a/nextBuildNumber")));
+        assert!(!f.wants(&event(data, "/h/jobs/a/builds/7/log")));
         assert!(!f.wants(&event(data, "/h/queue.xml")));
         // Overflow: something was lost, scan.
         let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
@@ -330,7 +334,6 @@ mod tests {
         assert_eq!(w.watched(), 3, "home, jobs, jobs/app");
         // The tick for the new watches, then silence.
         assert!(wait(&mut rx, 1000).await);
-        std::fs::write(home.join("jobs/app/nextBuildNumber"), "2").unwrap();
         std::fs::write(home.join("jobs/app/builds/1"), "x").unwrap();
         std::fs::write(home.join("queue.xml"), "<q/>").unwrap();
         scanner.scan().unwrap();
@@ -338,6 +341,9 @@ mod tests {
             !wait(&mut rx, 300).await,
             "churn and our own scan must not tick"
         );
+        // A build's next number is a build record: it ticks.
+        std::fs::write(home.join("jobs/app/nextBuildNumber"), "2").unwrap();
+        assert!(wait(&mut rx, 2000).await, "nextBuildNumber ticks");
         std::fs::write(home.join("jobs/app/config.xml"), "<b/>").unwrap();
         assert!(wait(&mut rx, 2000).await, "a config edit ticks");
         assert_eq!(w.sync(scanner.watch_dirs()).unwrap(), 0);

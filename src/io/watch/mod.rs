@@ -109,6 +109,10 @@ pub enum Target {
     Item { full_name: String },
     /// A global file, by its path relative to JENKINS_HOME (`config.xml`, `nodes/a/config.xml`).
     Global { path: String },
+    /// A job's build records moved: its `nextBuildNumber` or its `builds/` directory (stat only,
+    /// never listed). Not configuration, but a Jenkins that has not re-read them would give its
+    /// next build a number that is already taken.
+    Builds { full_name: String },
 }
 
 /// One change found by a scan.
@@ -128,6 +132,15 @@ impl Change {
         }
     }
 
+    pub fn builds(full_name: impl Into<String>) -> Self {
+        Change {
+            kind: ChangeKind::Modified,
+            what: Target::Builds {
+                full_name: full_name.into(),
+            },
+        }
+    }
+
     pub fn global(kind: ChangeKind, path: impl Into<String>) -> Self {
         Change {
             kind,
@@ -137,7 +150,7 @@ impl Change {
 }
 
 /// A short phrase for logs and plans: `jobs/app/config.xml edited`, `job F/new added`,
-/// `credentials.xml edited`.
+/// `credentials.xml edited`, `job app built`.
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.what, self.kind) {
@@ -146,6 +159,7 @@ impl fmt::Display for Change {
             }
             (Target::Item { full_name }, kind) => write!(f, "job {full_name} {}", kind.verb()),
             (Target::Global { path }, kind) => write!(f, "{path} {}", kind.verb()),
+            (Target::Builds { full_name }, _) => write!(f, "job {full_name} built"),
         }
     }
 }

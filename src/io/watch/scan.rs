@@ -161,11 +161,20 @@ struct JobsDir {
     children: Vec<Child>,
 }
 
+/// A job's build records as last seen: the stamps of `nextBuildNumber` and of `builds/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Records {
+    next: Option<Stamp>,
+    builds: Option<Stamp>,
+}
+
 #[derive(Debug)]
 struct Child {
     name: String,
     /// `Some` when the child has a `config.xml`, which makes it an item.
     config: Option<FileState>,
+    /// Its build records, once stat'ed.
+    records: Option<Records>,
     /// The child's own `jobs/` (it is a folder), when it is an item and has one.
     sub: Option<JobsDir>,
 }
@@ -980,6 +989,7 @@ fn merge_children(ctx: &mut Ctx, state: &mut JobsDir, names: Vec<String>) {
             None => out.push(Child {
                 name,
                 config: None,
+                records: None,
                 sub: None,
             }),
         }
@@ -1091,6 +1101,17 @@ fn scan_child(ctx: &mut Ctx, fd: RawFd, child: &mut Child, depth: usize) {
         return;
     };
 
+    // Its build records: two more `fstatat`s, never a listing of `builds/`.
+    let records = Records {
+        next: stat_at(ctx, fd, &child.name, "nextBuildNumber"),
+        builds: stat_at(ctx, fd, &child.name, "builds"),
+    };
+    if child.records.is_some_and(|was| was != records) {
+        let name = format!("{}{}", ctx.prefix, child.name);
+        ctx.change(Change::builds(name));
+    }
+    child.records = Some(records);
+
     let has_jobs = if config.leaf {
         Ok(false)
     } else {
@@ -1138,6 +1159,20 @@ fn scan_child(ctx: &mut Ctx, fd: RawFd, child: &mut Child, depth: usize) {
     ctx.path.pop();
     ctx.path.pop();
     ctx.prefix.truncate(len);
+}
+
+/// The stamp of `<child>/<file>` (a file or a directory), relative to the open `jobs/`
+/// directory; `None` when it is not there or cannot be stat'ed.
+fn stat_at(ctx: &mut Ctx, fd: RawFd, child: &str, file: &str) -> Option<Stamp> {
+    ctx.name_buf.clear();
+    ctx.name_buf.extend_from_slice(child.as_bytes());
+    ctx.name_buf.push(b'/');
+    ctx.name_buf.extend_from_slice(file.as_bytes());
+    ctx.stats.files_statted += 1;
+    ctx.trace(|c| c.path_of(child, file));
+    fstatat(Some(fd), ctx.name_buf.as_slice(), AtFlags::empty())
+        .ok()
+        .map(|st| Stamp::of_stat(&st))
 }
 
 impl Ctx {
@@ -1257,8 +1292,8 @@ mod tests {
         let r = s.scan().unwrap();
         assert!(r.changes.is_empty());
         assert_eq!(r.stats.items, 6);
-        // 6 item configs + 5 global files.
-        assert_eq!(r.stats.files_statted, 11);
+        // 6 item configs, their 6 × 2 build records (nextBuildNumber, builds/), 5 global files.
+        assert_eq!(r.stats.files_statted, 23);
     }
 
     #[test]
@@ -1489,7 +1524,6 @@ mod tests {
         s.scan().unwrap();
         let churn = [
             "queue.xml",
-            "jobs/app/nextBuildNumber",
             "jobs/app/builds/config.xml",
             "jobs/app/builds/jobs/x/config.xml",
             "jobs/app/builds/2/build.xml",
@@ -1510,11 +1544,22 @@ mod tests {
             fs::write(path, "churn").unwrap();
         }
         let r = s.scan().unwrap();
-        assert!(r.changes.is_empty(), "{:?}", r.changes);
+        // The only change: a new build directory moved app's `builds/` (a stat, no listing).
+        assert_eq!(r.changes, [Change::builds("app")]);
         let trace = s.take_trace();
         assert!(!trace.is_empty());
         for path in &trace {
             let rel = path.strip_prefix(h).unwrap();
+            // An item's `builds/` and `nextBuildNumber` are stat'ed themselves; nothing in
+            // `builds/` ever is.
+            let parts: Vec<_> = rel.components().map(|c| c.as_os_str()).collect();
+            let is_record = parts.len() >= 3
+                && parts[parts.len() - 3] == "jobs"
+                && (parts[parts.len() - 1] == "builds"
+                    || parts[parts.len() - 1] == "nextBuildNumber");
+            if is_record {
+                continue;
+            }
             for banned in [
                 "builds",
                 "workspace",
@@ -1533,6 +1578,10 @@ mod tests {
                 );
             }
         }
+        // A build started elsewhere: the next number moved.
+        fs::write(h.join("jobs/F/jobs/b/nextBuildNumber"), "8").unwrap();
+        let r = s.scan().unwrap();
+        assert_eq!(r.changes, [Change::builds("F/b")]);
     }
 
     #[test]
