@@ -83,21 +83,6 @@ async fn observe_until<F, Fut>(
     c: &Cluster,
     sb: &mut SplitBrain,
     timeout: Duration,
-    until: F,
-) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    sample_until(c, sb, true, timeout, until).await
-}
-
-/// Like [`observe_until`]; `count_jenkins: false` leaves out the quiet-down criterion.
-async fn sample_until<F, Fut>(
-    c: &Cluster,
-    sb: &mut SplitBrain,
-    count_jenkins: bool,
-    timeout: Duration,
     mut until: F,
 ) -> bool
 where
@@ -107,7 +92,7 @@ where
     let start = Instant::now();
     loop {
         let tick = Instant::now();
-        c.sample_once(sb, count_jenkins).await;
+        c.sample_once(sb, true).await;
         if until().await {
             return true;
         }
@@ -170,6 +155,21 @@ async fn reason_of(c: &Cluster, i: usize) -> String {
         .unwrap_or_default()
 }
 
+/// Samples during a planned switchover until `until` says stop or `timeout` passes: every
+/// criterion is recorded in `sb`, but only its Jenkins one (`both_unquiet`) must stay 0 there.
+async fn watch_switchover<F, Fut>(
+    c: &Cluster,
+    sb: &mut SplitBrain,
+    timeout: Duration,
+    until: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    observe_until(c, sb, timeout, until).await
+}
+
 /// Runs a `jenkins-ha` subcommand with host `i`'s config on a blocking thread, so that the
 /// caller can sample while it runs; (exit code, stdout, stderr).
 fn cli_in_background(
@@ -218,9 +218,8 @@ macro_rules! on_both_backends {
 }
 
 /// All three sidecars start at the same moment, ten times over, each time on a fresh cluster:
-/// exactly one becomes active and HAProxy routes to it alone, never to two. Until the cluster
-/// has settled, the Jenkins criterion is left out: a Jenkins boots out of quiet-down, as the
-/// stand-ins do before any sidecar runs, and stays so until its sidecar's first decision.
+/// exactly one becomes active and HAProxy routes to it alone, never to two, and no two Jenkins
+/// are out of quiet-down (they start quiet, as the README's init.groovy.d script makes them).
 async fn simultaneous_start_elects_exactly_one(backend: Backend) {
     let _serial = serial().await;
     let mut lease = Lease::new(backend);
@@ -232,7 +231,7 @@ async fn simultaneous_start_elects_exactly_one(backend: Backend) {
         for i in 0..3 {
             c.start_sidecar(i);
         }
-        let settled = sample_until(&c, &mut sb, false, Duration::from_secs(20), || async {
+        let settled = observe_until(&c, &mut sb, Duration::from_secs(20), || async {
             match c.active_nodes().await[..] {
                 [one] => c.routed_only_to(0, one).await,
                 _ => false,
@@ -578,6 +577,13 @@ on_both_backends!(a_standby_cut_off_from_the_others_causes_no_failover);
 /// `jenkins-ha failover --to NODE`, asked on a standby that is not the target (it forwards),
 /// on the active, and on the target itself: each time the named node becomes active and HAProxy
 /// routes to it alone. `status` on every node lists all three.
+///
+/// A planned switchover is make-before-break (README, "A planned failover"): the target sets
+/// itself `ready` before the old server goes `maint`, and the old active answers `/active` 200
+/// until its next tick sees the new term, so that no request finds no server. While it runs,
+/// from the command until the old active has stepped down, only the Jenkins criterion is
+/// counted (two Jenkins out of quiet-down: two masters that may start builds); between
+/// switchovers, all three are.
 async fn failover_to_any_node_from_any_node(backend: Backend) {
     let _serial = serial().await;
     let mut lease = Lease::new(backend);
@@ -594,13 +600,15 @@ async fn failover_to_any_node_from_any_node(backend: Backend) {
         }
     }
     let mut sb = SplitBrain::default();
+    let mut during = SplitBrain::default();
     let mut active = 0;
     // (asked on, target): a standby for another node, the active for another, a standby for
     // itself; `--to jenkins03` from each of the three nodes.
     for (from, to) in [(1, 2), (2, 0), (2, 2), (2, 1), (0, 2)] {
+        observe_for(&c, &mut sb, Duration::from_secs(1)).await;
         let target = NODE_NAMES[to];
-        let cli = cli_in_background(&c, from, &["failover", "--to", target, "--yes"]);
-        let returned = observe_until(&c, &mut sb, Duration::from_secs(60), || async {
+        let cli = cli_in_background(&c, from, &["failover", "--to", target]);
+        let returned = watch_switchover(&c, &mut during, Duration::from_secs(60), || async {
             cli.is_finished()
         })
         .await;
@@ -623,9 +631,16 @@ async fn failover_to_any_node_from_any_node(backend: Backend) {
             )),
             "{out}"
         );
-        assert_eq!(c.active_nodes().await, vec![to]);
         assert!(c.routed_only_to(0, to).await);
-        observe_for(&c, &mut sb, Duration::from_secs(1)).await;
+        let alone = watch_switchover(&c, &mut during, Duration::from_secs(5), || async {
+            c.active_nodes().await == vec![to]
+        })
+        .await;
+        assert!(
+            alone,
+            "the old active kept answering /active 200\n{}",
+            c.logs()
+        );
         assert_eq!(c.settle().await, to);
         eprintln!(
             "{backend:?}: failover --to {target} on {} (active was {}): done",
@@ -634,6 +649,18 @@ async fn failover_to_any_node_from_any_node(backend: Backend) {
         );
         active = to;
     }
+    observe_for(&c, &mut sb, Duration::from_secs(1)).await;
+    assert_eq!(
+        during.both_unquiet,
+        0,
+        "two Jenkins out of quiet-down during a switchover: {during:?}\n{}",
+        c.logs()
+    );
+    eprintln!(
+        "{backend:?}: during the switchovers, {} of {} samples saw the make-before-break overlap",
+        during.haproxy_both_ready + during.both_active,
+        during.samples
+    );
     for i in 0..3 {
         let (code, out, err) = c.cli(i, &["status"]);
         assert_eq!(code, Some(0), "{out}{err}");

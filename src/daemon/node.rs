@@ -341,6 +341,10 @@ impl Node {
             observe::lease_status(snapshot, self.core.lease_still_for(now), &p.lease);
         p.role = decision.role;
         p.held_term = self.core.held_term();
+        if p.held_term.is_none() {
+            // A hand-over is over once we hold no term: no heartbeat says it any more.
+            p.handover_to = None;
+        }
         p.valid_until = self.core.valid_until();
         p.serving_until = decision.serving_until;
         p.reason = decision.reason.clone();
