@@ -376,17 +376,39 @@ async fn crash_equal_priorities_the_current_then_the_lower_name(backend: Backend
 }
 on_both_backends!(crash_equal_priorities_the_current_then_the_lower_name);
 
-/// Priorities 1, 1 and 0: with jenkins02 down, killing the active's Jenkins leaves the cluster
-/// without an active node rather than let the priority-0 node take over, and jenkins03 says so;
-/// once jenkins02 is back, it takes over.
+/// Priorities 1, 1 and 0. Started alone, the priority-0 node does not claim even the first
+/// term; with jenkins02 down, killing the active's Jenkins leaves the cluster without an active
+/// node rather than let the priority-0 node take over, and jenkins03 says so; once jenkins02 is
+/// back, it takes over.
 async fn priority_zero_never_takes_over(backend: Backend) {
     let _serial = serial().await;
     let mut lease = Lease::new(backend);
-    let mut c = started_with_active(lease.spec(&[1, 1, 0]), 0).await;
+    let mut c = Cluster::prepare(lease.spec(&[1, 1, 0]));
     let lease_timeout = c.spec.lease_timeout;
+    let mut sb = SplitBrain::default();
+    c.start_sidecar(2);
+    let someone = observe_until(&c, &mut sb, lease_timeout * 2, || async {
+        !c.active_nodes().await.is_empty()
+    })
+    .await;
+    assert!(!someone, "jenkins03 claimed the first term\n{}", c.logs());
+    let said = reason_of(&c, 2).await;
+    assert!(
+        said.contains("no node holds a term yet") && said.contains("failover_priority is 0"),
+        "{said}"
+    );
+    eprintln!("jenkins03 alone: {said}");
+    c.start_sidecar(0);
+    assert!(
+        wait_taken_over(&c, &mut sb, 0, Duration::from_secs(20)).await,
+        "jenkins01 did not claim the first term\n{}",
+        c.logs()
+    );
+    c.start_sidecar(1);
+    assert_eq!(c.settle().await, 0);
+
     c.kill_sidecar(1);
     c.kill_jenkins(1);
-    let mut sb = SplitBrain::default();
     observe_for(&c, &mut sb, Duration::from_secs(1)).await;
     c.kill_jenkins(0);
     let released = observe_until(&c, &mut sb, Duration::from_secs(10), || async {
