@@ -516,12 +516,20 @@ async fn settle(c: &Cluster, timeout: Duration) -> Option<usize> {
 }
 
 /// A cluster with both sidecars, settled; `None` (after printing its logs' tail) otherwise.
-/// Tried up to three times: the harness picks its ports by binding port 0 and releasing it, and
-/// the benchmark's own polling connections can take such a port in between.
+/// Tried up to three times: the harness picks each port free and releases it for the process
+/// that listens on it, and something else can take it in between.
 async fn started(spec: Spec) -> Option<(Cluster, usize)> {
     for attempt in 1..=3 {
         let t = Instant::now();
-        let c = Cluster::start(spec.clone());
+        // A stand-in that cannot listen on its port fails the start with a panic (the
+        // harness has already stopped what it started): try again on other ports.
+        let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Cluster::start(spec.clone())
+        }));
+        let Ok(c) = start else {
+            eprintln!("bench: the cluster did not start (attempt {attempt} of 3)");
+            continue;
+        };
         match settle(&c, Duration::from_secs(30)).await {
             Some(active) => {
                 eprintln!(

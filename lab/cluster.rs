@@ -80,8 +80,33 @@ pub fn binaries() -> &'static Path {
     })
 }
 
-/// A free TCP port on loopback (bound and released; good enough on a test machine).
+/// A free TCP port on loopback for a server to listen on (bound and released). It is picked
+/// below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where the source ports
+/// of outgoing connections come from: a port from that range can be taken by one of the many
+/// connections the processes make (heartbeats, HAProxy's checks, etcd clients) before its server
+/// binds it.
 pub fn free_port() -> u16 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const FLOOR: u64 = 10_000;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > FLOOR + 1_000 {
+        let span = ephemeral_low - FLOOR;
+        let seed = u64::from(std::process::id()) * 7_919
+            + SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 104_729
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::from(d.subsec_nanos()))
+                .unwrap_or(0);
+        for k in 0..500 {
+            let port = (FLOOR + (seed + k * 7_919) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -132,7 +157,16 @@ impl Proc {
         let _ = kill(self.pid(), signal);
     }
 
+    /// Whether the process has exited (and is waited for: its pid may be another process's by
+    /// now, so it gets no more signals).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn kill9(&mut self) {
+        if self.exited() {
+            return;
+        }
         self.signal(Signal::SIGKILL);
         let _ = self.child.wait();
     }
@@ -160,6 +194,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.exited() {
+            return;
+        }
         // Wake a stopped process first so SIGKILL is not left pending on a frozen one.
         self.signal(Signal::SIGCONT);
         self.kill9();
@@ -669,6 +706,27 @@ impl Cluster {
         fs::write(&me.config, yaml).expect("sidecar config");
     }
 
+    /// Points every sidecar's config at another lease (see [`Spec::etcd_lease`]; `None`: the
+    /// term files), from each sidecar's next start on: the configs are rewritten, nothing
+    /// restarts.
+    pub fn set_lease(&mut self, etcd_lease: Option<(Vec<String>, String)>) {
+        self.spec.etcd_lease = etcd_lease;
+        for i in 0..self.hosts.len() {
+            self.write_sidecar_config(i);
+        }
+    }
+
+    /// Stops host `i`'s sidecar with SIGTERM, as `systemctl restart` does, and starts it again
+    /// from its config. Returns the stop's exit code (`None`: it needed SIGKILL).
+    pub fn restart_sidecar(&mut self, i: usize) -> Option<i32> {
+        let code = self.hosts[i]
+            .sidecar
+            .as_mut()
+            .and_then(|p| p.terminate(Duration::from_secs(15)));
+        self.start_sidecar(i);
+        code
+    }
+
     /// Sends host `i`'s heartbeats to `port` (a relay) from its next start on (two-node
     /// clusters: the `peer:` form).
     pub fn set_peer_port(&mut self, i: usize, port: u16) {
@@ -722,11 +780,24 @@ impl Cluster {
         );
         self.hosts[i].jenkins = Some(proc);
         // The stand-in answers 503 while it loads the home (as Jenkins does), and says it listens
-        // once the load is over: a home written after that is not read by its start-up.
+        // once the load is over: a home written after that is not read by its start-up. One
+        // that exits (it could not listen) fails at once.
+        let mut exited = false;
+        let started = wait_for(Duration::from_secs(180), || {
+            if listening_lines(&log) > started_before {
+                return true;
+            }
+            exited = self.hosts[i].jenkins.as_mut().is_some_and(|p| !p.running());
+            exited
+        });
         assert!(
-            wait_for(Duration::from_secs(180), || listening_lines(&log)
-                > started_before),
-            "stand-in {i} did not finish starting\n{}",
+            started && !exited,
+            "stand-in {i} {}\n{}",
+            if exited {
+                "exited during its start"
+            } else {
+                "did not finish starting"
+            },
             fs::read_to_string(&log).unwrap_or_default()
         );
     }

@@ -698,3 +698,156 @@ async fn failover_to_any_node_from_any_node(backend: Backend) {
     assert_no_split(&sb, &c);
 }
 on_both_backends!(failover_to_any_node_from_any_node);
+
+/// Runs `etcdctl` (v3 API) against `etcd` with `args`; panics with its output when it fails.
+fn etcdctl(etcd: &EtcdCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("etcdctl is not installed ({e}): run scripts/install-deps"));
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running cluster moved from the lease backend `from` to the other one by the README's
+/// procedure ("Moving a running cluster from one backend to the other"): pause the new backend
+/// before any node uses it, pause the old one, rewrite every config, restart the standbys, then
+/// the active, and resume on the new backend. Never two actives, on either backend: the split
+/// brain criteria are sampled throughout, and the active keeps serving until its own restart.
+/// Then one node is active on the new backend, and the old backend stays paused.
+async fn moving_a_running_cluster_to_the_other_lease_backend(from: Backend) {
+    let _serial = serial().await;
+    let etcd = EtcdCluster::start(3);
+    let prefix = "/jenkins-ha/moved";
+    let on_etcd = Some((etcd.endpoints(), prefix.to_string()));
+    let spec = Spec {
+        nodes: 3,
+        interval: Duration::from_millis(500),
+        lease_timeout: Duration::from_secs(4),
+        etcd_lease: if from == Backend::Etcd {
+            on_etcd.clone()
+        } else {
+            None
+        },
+        ..Spec::default()
+    };
+    let lease_timeout = spec.lease_timeout;
+    let mut c = started_with_active(spec, 0).await;
+    let mut sb = SplitBrain::default();
+    let old_term = lease_of(&c, 0).await.0.expect("a term");
+
+    // 1-2. The new backend is paused before any node uses it.
+    let pause_file = c.lease_dir().join("paused");
+    match from {
+        Backend::File => {
+            assert_eq!(etcdctl(&etcd, &["get", "--prefix", prefix]), "");
+            etcdctl(
+                &etcd,
+                &["put", &format!("{prefix}/paused"), "paused for the move"],
+            );
+        }
+        Backend::Etcd => {
+            std::fs::create_dir_all(c.lease_dir()).unwrap();
+            std::fs::write(&pause_file, "paused for the move\n").unwrap();
+        }
+    }
+    // 3. The old backend too, from any node.
+    let (code, out, err) = c.cli(1, &["pause"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // 4. Every config points at the new backend; nothing restarts yet.
+    c.set_lease(match from {
+        Backend::File => on_etcd.clone(),
+        Backend::Etcd => None,
+    });
+    // 5. The standbys, one by one: each comes back a quiet, paused standby of the new lease, and
+    // jenkins01 serves throughout.
+    for i in [1, 2] {
+        assert_eq!(
+            c.restart_sidecar(i),
+            Some(0),
+            "{} stopped cleanly",
+            c.name(i)
+        );
+        let back = observe_until(&c, &mut sb, Duration::from_secs(15), || async {
+            c.status(i).await.is_some_and(|s| {
+                s.nodes[0].role.as_str() == "standby"
+                    && s.nodes[0].reason
+                        == "standby: no node holds a term, and the cluster is paused"
+            })
+        })
+        .await;
+        assert!(back, "{} is not a paused standby\n{}", c.name(i), c.logs());
+        assert_eq!(c.active_nodes().await, vec![0]);
+        assert!(c.routed_only_to(0, 0).await);
+        assert_eq!(c.quieting_down(i).await, Some(true));
+    }
+    observe_for(&c, &mut sb, Duration::from_secs(1)).await;
+    assert_eq!(c.active_nodes().await, vec![0]);
+    // 6. The active: it releases its term on the old backend, and nobody serves.
+    assert_eq!(c.restart_sidecar(0), Some(0), "jenkins01 stopped cleanly");
+    let stopped = observe_until(&c, &mut sb, Duration::from_secs(10), || async {
+        c.active_nodes().await.is_empty()
+    })
+    .await;
+    assert!(stopped, "{}", c.logs());
+    // Nobody claims on either backend while both are paused, well past the lease.
+    let someone = observe_until(&c, &mut sb, lease_timeout * 2, || async {
+        !c.active_nodes().await.is_empty()
+    })
+    .await;
+    assert!(!someone, "a node claimed while paused\n{}", c.logs());
+    // 7. Resume, on the new backend.
+    let (code, out, err) = c.cli(2, &["resume"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let one = observe_until(&c, &mut sb, Duration::from_secs(30), || async {
+        match c.active_nodes().await[..] {
+            [one] => c.routed_only_to(0, one).await,
+            _ => false,
+        }
+    })
+    .await;
+    assert!(one, "no node became active after resume\n{}", c.logs());
+    let active = c.settle().await;
+    observe_for(&c, &mut sb, Duration::from_secs(2)).await;
+    // 8. Every node reads the new lease; the old one keeps its pause, and its last term released.
+    let (term, holder) = lease_of(&c, active).await;
+    assert_eq!(holder.as_deref(), Some(c.name(active)));
+    for i in 0..3 {
+        assert_eq!(
+            lease_of(&c, i).await,
+            (term, holder.clone()),
+            "{}",
+            c.name(i)
+        );
+        let (code, out, err) = c.cli(i, &["status"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    match from {
+        Backend::File => {
+            assert_eq!(term, Some(1), "the first term on an empty etcd prefix");
+            assert!(pause_file.exists(), "the old backend is still paused");
+            let newest = c.term_files().pop().expect("term files");
+            let record = std::fs::read_to_string(c.lease_dir().join(&newest)).unwrap();
+            assert_eq!(newest, format!("term-{old_term}"));
+            assert!(record.contains("\"released\":true"), "{record}");
+        }
+        Backend::Etcd => {
+            assert_eq!(term, Some(1), "the first term in an empty lease directory");
+            assert!(!etcdctl(&etcd, &["get", &format!("{prefix}/paused")]).is_empty());
+            let record = etcdctl(&etcd, &["get", &format!("{prefix}/terms/{old_term:020}")]);
+            assert!(record.contains("\"released\":true"), "{record}");
+        }
+    }
+    eprintln!(
+        "{from:?} to the other backend: {} active on term {term:?}",
+        c.name(active)
+    );
+    assert_no_split(&sb, &c);
+}
+on_both_backends!(moving_a_running_cluster_to_the_other_lease_backend);
