@@ -8,6 +8,13 @@
 
 #![allow(dead_code)]
 
+#[path = "src/home_gen.rs"]
+pub mod home_gen;
+#[path = "ledger.rs"]
+pub mod ledger;
+#[path = "pki.rs"]
+pub mod pki;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -263,6 +270,33 @@ pub struct Spec {
     /// Start the stand-ins in quiet-down, as the README's init.groovy.d script does (on by
     /// default): no Jenkins builds before its sidecar made its node the active one.
     pub start_quiet: bool,
+    /// Generate the shared JENKINS_HOME with the home generator (jobs in nested folders, build
+    /// histories, timer triggers) instead of `jobs` and `folder_jobs`.
+    pub home: Option<home_gen::HomeSpec>,
+    /// Extra arguments for both stand-ins (their load model, executors, build durations).
+    pub standin_args: Vec<String>,
+    /// `node.tls` on both sidecars, with a cluster CA made for the run: the APIs serve HTTPS,
+    /// the peer URLs are `https://`, and HAProxy checks `/active` with `check-ssl verify
+    /// required` against that CA.
+    pub tls: Option<TlsSpec>,
+}
+
+/// The TLS of a lab cluster ([`Spec::tls`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsSpec {
+    /// `node.tls.require_client_cert` on both sidecars.
+    pub require_client_cert: bool,
+}
+
+/// The lab cluster's certificates: its CA, each node's `node.tls` files (in `<dir>/tls/`), and
+/// an operator's client certificate for the harness's own calls.
+pub struct LabPki {
+    pub ca: pki::Ca,
+    pub dir: PathBuf,
+    /// Host `i`'s files.
+    pub files: Vec<pki::TlsFiles>,
+    /// The harness's client configuration: the cluster CA and the operator's certificate.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl Spec {
@@ -296,6 +330,9 @@ impl Default for Spec {
             token_stats: false,
             start_quiet: true,
             etcd_lease: None,
+            home: None,
+            standin_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -369,6 +406,8 @@ pub struct Cluster {
     /// The namespaced host's network namespace ([`Spec::netns_host`]); deleted after the
     /// processes are gone.
     pub netns: Option<NetNs>,
+    /// The certificates, with [`Spec::tls`].
+    pub pki: Option<LabPki>,
 }
 
 impl Cluster {
@@ -409,12 +448,17 @@ impl Cluster {
         binaries();
         fs::create_dir_all(dir).expect("cluster dir");
         let home = dir.join("jenkins_home");
+        if let Some(home_spec) = &spec.home {
+            home_gen::generate(&home, home_spec).expect("generate JENKINS_HOME");
+        }
         fs::create_dir_all(home.join("jobs")).expect("home");
-        fs::write(
-            home.join("config.xml"),
-            "<hudson><numExecutors>2</numExecutors></hudson>\n",
-        )
-        .expect("config");
+        if spec.home.is_none() {
+            fs::write(
+                home.join("config.xml"),
+                "<hudson><numExecutors>2</numExecutors></hudson>\n",
+            )
+            .expect("config");
+        }
         for j in 0..spec.jobs {
             write_job(&home, &format!("job-{j}"), &format!("job {j} v1"));
         }
@@ -492,6 +536,7 @@ impl Cluster {
                 log: dir.join(format!("haproxy-{k}.log")),
             })
             .collect();
+        let pki = spec.tls.map(|_| LabPki::create(dir, &hosts));
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             _tmp: None,
@@ -499,9 +544,10 @@ impl Cluster {
             spec,
             hosts,
             haproxies,
-            http: HttpClient::new(),
+            http: HttpClient::with_tls(pki.as_ref().map(|p| p.client.clone())),
             bind,
             netns,
+            pki,
         };
         for k in 0..cluster.haproxies.len() {
             cluster.write_haproxy_cfg(k);
@@ -569,8 +615,18 @@ impl Cluster {
             fast = (inter / 2).max(50),
         );
         for host in &self.hosts {
+            // With TLS, the check of the shipped haproxy.cfg's TLS variant: HTTPS to the
+            // sidecar, its certificate verified against the cluster CA, for the node's name.
+            let tls = match &self.pki {
+                Some(p) => format!(
+                    " check-ssl verify required ca-file {} check-sni {}",
+                    p.ca_file().display(),
+                    host.name
+                ),
+                None => String::new(),
+            };
             cfg.push_str(&format!(
-                "    server {} {}:{} check port {} disabled\n",
+                "    server {} {}:{} check port {}{tls} disabled\n",
                 host.name, host.haproxy_ip, host.jenkins_port, host.api_port
             ));
         }
@@ -624,6 +680,19 @@ impl Cluster {
             .iter()
             .map(|h| h.socket.display().to_string())
             .collect();
+        let (scheme, tls) = match &self.pki {
+            Some(p) => (
+                "https",
+                format!(
+                    "  tls:\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    require_client_cert: {}\n",
+                    p.files[i].cert.display(),
+                    p.files[i].key.display(),
+                    p.files[i].ca.display(),
+                    self.spec.tls.is_some_and(|t| t.require_client_cert)
+                ),
+            ),
+            None => ("http", String::new()),
+        };
         let jenkins_url = |j: usize| {
             format!(
                 "http://{}:{}",
@@ -641,7 +710,7 @@ impl Cluster {
                 String::new()
             };
             format!(
-                "peer:\n  name: {}\n  url: http://{}:{}\n{fence}",
+                "peer:\n  name: {}\n  url: {scheme}://{}:{}\n{fence}",
                 self.hosts[j].name,
                 self.address_for(i, j),
                 me.peer_port
@@ -655,7 +724,7 @@ impl Cluster {
                     String::new()
                 };
                 list.push_str(&format!(
-                    "  - {{name: {}, url: http://{}:{}{fence}}}\n",
+                    "  - {{name: {}, url: {scheme}://{}:{}{fence}}}\n",
                     self.hosts[j].name,
                     self.address_for(i, j),
                     self.hosts[j].api_port
@@ -668,7 +737,7 @@ impl Cluster {
             None => String::new(),
         };
         let yaml = format!(
-            "node:\n  name: {name}\n  listen: {listen}:{api}\n{priority}{peers}\
+            "node:\n  name: {name}\n  listen: {listen}:{api}\n{priority}{tls}{peers}\
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
              home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
@@ -762,6 +831,7 @@ impl Cluster {
             // its sidecar takes it out, once that node is the active one.
             args.push("--start-quiet".into());
         }
+        args.extend(self.spec.standin_args.iter().cloned());
         if !self.spec.token_stats {
             // The setting the README recommends for both controllers (usageStatisticsEnabled
             // false): no users/*/apiTokenStats.xml written on each authenticated call, so a
@@ -894,11 +964,26 @@ impl Cluster {
         path: &str,
         timeout: Duration,
     ) -> Option<jenkins_ha::io::http_client::Response> {
-        let url = format!("http://127.0.0.1:{port}{path}");
+        let url = format!("{}://127.0.0.1:{port}{path}", self.scheme_of(port));
         self.http
             .send(method, &url, &[], bytes::Bytes::new(), timeout)
             .await
             .ok()
+    }
+
+    /// `https` for a sidecar's API port when the cluster runs with TLS, else `http`.
+    pub fn scheme_of(&self, port: u16) -> &'static str {
+        if self.pki.is_some() && self.hosts.iter().any(|h| h.api_port == port) {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL of host `i`'s API as the test reaches it (`https://` with TLS).
+    pub fn api_url(&self, i: usize) -> String {
+        let port = self.hosts[i].api_port;
+        format!("{}://127.0.0.1:{port}", self.scheme_of(port))
     }
 
     pub async fn get(
@@ -948,6 +1033,104 @@ impl Cluster {
 
     pub async fn quieting_down(&self, i: usize) -> Option<bool> {
         self.jenkins_state(i).await?.get("quietingDown")?.as_bool()
+    }
+
+    /// A `/standin/...` JSON document of a live stand-in (`None` when it does not answer).
+    pub async fn standin_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        self.hosts[i].jenkins.as_ref()?;
+        let r = self
+            .request(
+                hyper::Method::GET,
+                self.hosts[i].jenkins_port,
+                &format!("/standin/{path}"),
+                Duration::from_secs(10),
+            )
+            .await?;
+        serde_json::from_slice(&r.body).ok()
+    }
+
+    /// Every timer fire a live stand-in saw: (job, slot).
+    pub async fn fires(&self, i: usize) -> Vec<(String, u64)> {
+        let Some(serde_json::Value::Array(fires)) = self.standin_json(i, "fires").await else {
+            return Vec::new();
+        };
+        fires
+            .iter()
+            .filter_map(|f| Some((f["job"].as_str()?.to_string(), f["slot"].as_u64()?)))
+            .collect()
+    }
+
+    /// The fires still waiting in a live stand-in's queue: (job, slot).
+    pub async fn queued_fires(&self, i: usize) -> Vec<(String, u64)> {
+        let Some(serde_json::Value::Array(items)) = self.standin_json(i, "queue").await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for it in &items {
+            let Some(job) = it["job"].as_str() else {
+                continue;
+            };
+            for slot in it["fireSlots"].as_array().into_iter().flatten() {
+                if let Some(slot) = slot.as_u64() {
+                    out.push((job.to_string(), slot));
+                }
+            }
+        }
+        out
+    }
+
+    /// A live stand-in's in-memory next build numbers, per job.
+    pub async fn next_numbers(&self, i: usize) -> std::collections::BTreeMap<String, u64> {
+        let Some(serde_json::Value::Object(all)) = self.standin_json(i, "next-numbers").await
+        else {
+            return Default::default();
+        };
+        all.into_iter()
+            .filter_map(|(job, n)| Some((job, n.as_u64()?)))
+            .collect()
+    }
+
+    /// The ledger of builds (see [`ledger`]): collisions in every stand-in log, duplicate and
+    /// lost fires, and whether `active`'s next numbers are above every `builds/N` on disk.
+    /// Fires before `from` and fires less than `settle` old are not judged (they may still be
+    /// queued or starting).
+    pub async fn build_ledger(
+        &self,
+        active: usize,
+        from: std::time::SystemTime,
+        settle: Duration,
+    ) -> ledger::Verdict {
+        let ms = |t: std::time::SystemTime| {
+            u64::try_from(
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        let judge_from_ms = ms(from);
+        let judge_before_ms = ms(std::time::SystemTime::now() - settle);
+        let mut fires = Vec::new();
+        let mut queued = std::collections::BTreeSet::new();
+        for i in 0..self.hosts.len() {
+            fires.extend(self.fires(i).await);
+            queued.extend(self.queued_fires(i).await);
+        }
+        let home = self.home.clone();
+        let builds = tokio::task::spawn_blocking(move || ledger::disk_builds(&home))
+            .await
+            .unwrap_or_default();
+        let highest = ledger::highest_numbers(&builds);
+        let next = self.next_numbers(active).await;
+        ledger::judge(&ledger::Evidence {
+            builds: &builds,
+            fires: &fires,
+            queued: &queued,
+            judge_ms: judge_from_ms..judge_before_ms,
+            collisions: ledger::logged_collisions(&self.dir),
+            highest: &highest,
+            next_numbers: &next,
+        })
     }
 
     /// A request through HAProxy's HTTP frontend: (status, which stand-in answered).
@@ -2022,4 +2205,55 @@ pub fn alive(pid: Pid) -> bool {
                 .map(|c| c != 'Z' && c != 'X')
         })
         .unwrap_or(false)
+}
+
+/// The names a lab node's certificate carries: its name (HAProxy's `check-sni`), the shipped
+/// haproxy.cfg's `<name>.example.com`, `localhost`, 127.0.0.1 (the CLI) and the addresses the
+/// other host and HAProxy use.
+pub fn node_sans(h: &Host) -> Vec<String> {
+    let mut sans = vec![
+        h.name.to_string(),
+        format!("{}.example.com", h.name),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    for ip in [&h.reach_ip, &h.haproxy_ip, &h.listen_ip] {
+        if ip != "0.0.0.0" && !sans.contains(ip) {
+            sans.push(ip.clone());
+        }
+    }
+    sans
+}
+
+impl LabPki {
+    /// A CA for the cluster, each node's certificate (for its name, `localhost`, 127.0.0.1 and
+    /// the addresses the other host and HAProxy use), and an operator's client certificate.
+    fn create(dir: &Path, hosts: &[Host]) -> LabPki {
+        let ca = pki::Ca::new("jenkins-ha lab CA");
+        let tls_dir = dir.join("tls");
+        let files = hosts
+            .iter()
+            .map(|h| {
+                let sans = node_sans(h);
+                let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+                let issued = ca.issue(h.name, &sans, pki::Validity::Current);
+                pki::write_files(&tls_dir, h.name, &issued, &ca.pem)
+            })
+            .collect();
+        let operator = ca.issue("lab-operator", &["lab-operator"], pki::Validity::Current);
+        let operator_files = pki::write_files(&tls_dir, "lab-operator", &operator, &ca.pem);
+        let client = pki::node_tls(&operator_files, false).client;
+        fs::write(tls_dir.join("ca.crt"), &ca.pem).expect("ca.crt");
+        LabPki {
+            ca,
+            dir: tls_dir,
+            files,
+            client,
+        }
+    }
+
+    /// The cluster CA's file (the same content as every node's `ca_file`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
 }

@@ -7,6 +7,7 @@
 //!
 //! `LAB_NODES=3` runs three masters (the sidecars configured with `peers:`), `LAB_BACKEND=etcd`
 //! keeps the lease in a real 3-member etcd cluster that the lab starts on loopback too;
+//! `LAB_TLS=1` (or `server`) serves the sidecars' API over mutual TLS (or TLS);
 //! `LAB_INTERVAL_MS` sets the interval, `LAB_DIR` keeps every file and log in that directory.
 
 #[path = "cluster.rs"]
@@ -17,7 +18,7 @@ mod etcd;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use cluster::{binaries, Cluster, Spec, NODE_NAMES};
+use cluster::{binaries, Cluster, Spec, TlsSpec, NODE_NAMES};
 use etcd::EtcdCluster;
 
 fn show_status(c: &Cluster, i: usize) {
@@ -36,6 +37,7 @@ struct Settings {
     interval: u64,
     nodes: usize,
     etcd: bool,
+    tls: Option<TlsSpec>,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -65,10 +67,22 @@ fn settings() -> Result<Settings, String> {
             ))
         }
     };
+    // LAB_TLS=1: the sidecars serve HTTPS (node.tls, certificates made for the run), with
+    // client certificates required; LAB_TLS=server without them.
+    let tls = match std::env::var("LAB_TLS").as_deref() {
+        Ok("1") | Ok("mutual") => Some(TlsSpec {
+            require_client_cert: true,
+        }),
+        Ok("server") => Some(TlsSpec {
+            require_client_cert: false,
+        }),
+        _ => None,
+    };
     Ok(Settings {
         interval,
         nodes,
         etcd,
+        tls,
     })
 }
 
@@ -100,12 +114,18 @@ async fn run(s: &Settings, etcd: Option<&EtcdCluster>) -> Result<(), String> {
         lease_timeout: Duration::from_millis(lease_ms),
         jobs: 20,
         etcd_lease: etcd.map(|e| (e.endpoints(), "/jenkins-ha/lab".to_string())),
+        tls: s.tls,
         ..Spec::default()
     };
     println!(
-        "lab: HAProxy + {n} Jenkins stand-ins on one JENKINS_HOME + {n} jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms)",
+        "lab: HAProxy + {n} Jenkins stand-ins on one JENKINS_HOME + {n} jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
         spec.interval.as_millis(),
         spec.lease_timeout.as_millis(),
+        match spec.tls {
+            Some(t) if t.require_client_cert => ", API over mutual TLS",
+            Some(_) => ", API over TLS",
+            None => "",
+        },
         n = s.nodes,
     );
     if let Some(e) = etcd {

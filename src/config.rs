@@ -2,6 +2,10 @@
 //!
 //! Every problem comes back as one [`ConfigError`] line naming the file, the line and the field
 //! (`config.yaml:14: timing.lease_timeout: ...`), so an operator can fix it without reading code.
+//! The file is parsed once into a tree that keeps where each key and value is written
+//! (`tree`); the schema is read out of that tree (`de`) and validated against it, so the line
+//! is right in block and flow style alike, for a syntax error, a duplicate key, a wrong value
+//! or a rule broken between keys.
 //! Secrets named by the file (the cluster token, the Jenkins API token) are read here, checked
 //! for permissions, and kept in [`Secret`], whose `Debug` never shows them.
 
@@ -13,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod de;
+mod tree;
 
 use crate::core::Timing;
 use crate::io::haproxy::Endpoint;
@@ -30,17 +37,43 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// The field and the message may quote the file (an unknown key, a path), which can hold line
 /// breaks; `Display` escapes control characters so the rendering stays one line whatever the file.
+///
+/// The column is given where the line alone does not say where to look: inside a flow
+/// collection (`timing: {interval: 1s, lease_timeout: 1s}`) and for YAML syntax errors
+/// (`config.yaml:14:27: timing.lease_timeout: ...`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub field: String,
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error at `pos` in `file`: its line, and its column when inside a flow collection.
+    fn at(
+        file: &Path,
+        pos: Option<tree::Pos>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: pos.map(|p| p.line),
+            column: pos.filter(|p| p.in_flow).map(|p| p.column),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let line = self.line.map(|l| format!(":{l}")).unwrap_or_default();
+        let mut line = self.line.map(|l| format!(":{l}")).unwrap_or_default();
+        if let (Some(_), Some(c)) = (self.line, self.column) {
+            line.push_str(&format!(":{c}"));
+        }
         let text = format!(
             "{}{line}: {}: {}",
             self.file.display(),
@@ -82,6 +115,18 @@ struct RawNode {
     listen: SocketAddr,
     #[serde(default = "default_priority")]
     failover_priority: u32,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    ca_file: PathBuf,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +320,36 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Among standbys, the highest healthy priority claims first; 0 never takes over.
     pub failover_priority: u32,
+    /// `node.tls`: the API serves HTTPS only, and calls to `https://` sidecars use it.
+    pub tls: Option<crate::io::tls::NodeTls>,
+}
+
+impl NodeConfig {
+    /// The address to reach this node's own API at (`jenkins-ha status`): `node.listen`, with
+    /// `0.0.0.0` and `::` as loopback.
+    pub fn local_api(&self) -> SocketAddr {
+        local_api(self.listen)
+    }
+
+    /// The URL of this node's own API: `https://` when `node.tls` is set.
+    pub fn local_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_api())
+    }
+}
+
+/// The address to reach an API listening on `listen` from the same host: `0.0.0.0` and `::`
+/// become loopback.
+pub fn local_api(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +387,7 @@ impl Config {
         let text = fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             line: None,
+            column: None,
             field: "(file)".into(),
             message: format!("cannot read the config file: {}", io_reason(&e)),
         })?;
@@ -328,6 +404,7 @@ impl Config {
         Err(ConfigError {
             file: self.path.clone(),
             line: self.home_line,
+            column: None,
             field: "jenkins.home".into(),
             message: format!(
                 "{} is not a directory (is the shared JENKINS_HOME mounted?)",
@@ -353,101 +430,41 @@ impl Config {
 
     /// Parses and validates `text` as if read from `path` (relative files resolve from its folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
-        Validator { path, text }.validate(raw)
+        let tree = tree::parse(text).map_err(|e| syntax_error(path, e))?;
+        let raw: RawConfig = de::from_tree(&tree).map_err(|e| schema_error(path, e))?;
+        Validator { path, tree: &tree }.validate(raw)
     }
 }
 
-/// Turns a serde error into `file:line: field: message`, naming the offending key itself.
-fn yaml_error(path: &Path, text: &str, error: &serde_yaml::Error) -> ConfigError {
-    let mut message = error.to_string();
-    let line = error.location().map(|l| l.line());
-    if let Some(pos) = message.rfind(" at line ") {
-        message.truncate(pos);
-    }
-    // serde_norway prefixes the path of the value it was in: "timing.interval: invalid value".
-    let (mut field, mut rest) = match message.split_once(": ") {
-        Some((p, r)) if !p.contains(' ') && !p.is_empty() => (p.to_string(), r.to_string()),
-        _ => (String::new(), message.clone()),
-    };
-    if let Some(name) = rest
-        .strip_prefix("unknown field `")
-        .and_then(|r| r.split('`').next())
-    {
-        let expected = rest
-            .split_once(", expected ")
-            .map(|(_, e)| e.replace('`', ""));
-        field = if field.is_empty() {
-            name.to_string()
-        } else {
-            format!("{field}.{name}")
-        };
-        rest = match expected {
-            Some(e) => format!("unknown key (expected {e})"),
-            None => "unknown key".into(),
-        };
-    } else if let Some(name) = rest
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
-        let line_of_parent = if field.is_empty() {
-            None
-        } else {
-            locate(text, &field)
-        };
-        let full = if field.is_empty() {
-            name.to_string()
-        } else {
-            format!("{field}.{name}")
-        };
-        return ConfigError {
-            file: path.to_path_buf(),
-            line: line_of_parent,
-            field: full,
-            message: "required key is missing".into(),
-        };
-    }
-    if field.is_empty() {
-        field = "(yaml)".into();
-    }
-    rest = rest.replace(
-        "expected a duration",
-        "expected a duration such as 500ms, 5s or 2m",
-    );
+/// A syntax error or a duplicate key, where the parser found it.
+fn syntax_error(path: &Path, e: tree::SyntaxError) -> ConfigError {
     ConfigError {
         file: path.to_path_buf(),
-        line,
-        field,
-        message: rest,
+        line: Some(e.line),
+        column: e.column,
+        field: if e.field.is_empty() {
+            "(top level)".into()
+        } else {
+            e.field
+        },
+        message: e.message,
     }
 }
 
-/// Finds the line (1-based) of a dotted key such as `timing.lease_timeout` in block-style YAML.
-/// Used for errors found after parsing, where serde no longer knows positions.
+/// A value that does not fit the schema, at the key or value it is about.
+fn schema_error(path: &Path, e: de::Error) -> ConfigError {
+    ConfigError::at(
+        path,
+        e.pos,
+        e.field.unwrap_or_else(|| "(top level)".into()),
+        e.message,
+    )
+}
+
+/// The line (1-based) of a dotted key such as `timing.lease_timeout` or `peers[1].url`, in block
+/// or flow style; `None` when the text is not valid YAML or does not give the key.
 pub fn locate(text: &str, dotted: &str) -> Option<usize> {
-    let wanted: Vec<&str> = dotted.split('.').collect();
-    // Stack of (indent, key) for the current nesting.
-    let mut stack: Vec<(usize, String)> = Vec::new();
-    for (index, raw_line) in text.lines().enumerate() {
-        let line = raw_line.split(" #").next().unwrap_or("");
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        let Some((key, _)) = trimmed.split_once(':') else {
-            continue;
-        };
-        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-        while stack.last().is_some_and(|(i, _)| *i >= indent) {
-            stack.pop();
-        }
-        stack.push((indent, key.to_string()));
-        if stack.len() == wanted.len() && stack.iter().zip(&wanted).all(|((_, k), w)| k == w) {
-            return Some(index + 1);
-        }
-    }
-    None
+    tree::parse(text).ok()?.find(dotted).map(|p| p.line)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -460,17 +477,14 @@ fn io_reason(e: &std::io::Error) -> String {
 
 struct Validator<'a> {
     path: &'a Path,
-    text: &'a str,
+    /// The file as parsed, to find the line of each key.
+    tree: &'a tree::Node,
 }
 
 impl Validator<'_> {
+    /// An error about `field`, at the line (and in a flow collection, the column) of its key.
     fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.path.to_path_buf(),
-            line: locate(self.text, field),
-            field: field.into(),
-            message: message.into(),
-        }
+        ConfigError::at(self.path, self.tree.find(field), field, message)
     }
 
     /// Relative paths in the file resolve from the file's own folder.
@@ -508,14 +522,8 @@ impl Validator<'_> {
                     format!("peers[{i}].{key}")
                 }
             };
-            // Flow-style list entries have no line of their own: point at the list.
-            let err = |key: &str, m: String| {
-                let mut e = self.err(&field(key), m);
-                if e.line.is_none() {
-                    e.line = locate(self.text, peers_key);
-                }
-                e
-            };
+            // Block or flow style, `peers[1].url` is found in the tree: its own line and column.
+            let err = |key: &str, m: String| self.err(&field(key), m);
             check_server_name(&peer.name).map_err(|m| err("name", m))?;
             if peer.name == raw.node.name {
                 return Err(err(
@@ -526,7 +534,26 @@ impl Validator<'_> {
             if peers.iter().any(|p: &PeerConfig| p.name == peer.name) {
                 return Err(err("name", format!("{:?} is listed twice", peer.name)));
             }
-            check_http_url(&peer.url).map_err(|m| err("url", m))?;
+            match check_sidecar_url(&peer.url).map_err(|m| err("url", m))? {
+                Scheme::Https if raw.node.tls.is_none() => {
+                    return Err(err(
+                        "url",
+                        format!(
+                            "{:?} is https:// but node.tls is not set: give node.tls (its ca_file, \
+                             the cluster CA, verifies the peer's certificate)",
+                            peer.url
+                        ),
+                    ))
+                }
+                Scheme::Http if raw.node.tls.is_some() => warnings.push(format!(
+                    "{}: {} is http:// while node.tls is set: heartbeats to {} are not encrypted \
+                     (a sidecar with node.tls serves https:// only; fine only while migrating)",
+                    field("url"),
+                    peer.url,
+                    peer.name
+                )),
+                _ => {}
+            }
             if let Some(url) = &peer.jenkins_url {
                 check_http_url(url).map_err(|m| err("jenkins_url", m))?;
             }
@@ -541,6 +568,10 @@ impl Validator<'_> {
         check_http_url(&raw.jenkins.url).map_err(|m| self.err("jenkins.url", m))?;
 
         let cluster_token = self.read_secret("auth.token_file", &raw.auth.token_file)?;
+        let tls = match &raw.node.tls {
+            Some(t) => Some(self.validate_tls(t, raw.node.listen, &mut warnings)?),
+            None => None,
+        };
         let api_token = match (&raw.jenkins.user, &raw.jenkins.api_token_file) {
             (Some(_), Some(file)) => Some(self.read_secret("jenkins.api_token_file", file)?),
             (Some(_), None) => {
@@ -690,6 +721,7 @@ impl Validator<'_> {
                 name: raw.node.name,
                 listen: raw.node.listen,
                 failover_priority: raw.node.failover_priority,
+                tls,
             },
             peers,
             cluster_token,
@@ -703,7 +735,7 @@ impl Validator<'_> {
                 restart_command: raw.jenkins.restart_command,
             },
             lease_dir,
-            home_line: locate(self.text, "jenkins.home"),
+            home_line: self.tree.find("jenkins.home").map(|p| p.line),
             lease_etcd,
             timing,
             watch: WatchConfig {
@@ -888,6 +920,43 @@ impl Validator<'_> {
         }))
     }
 
+    /// `node.tls`: reads the three files (the key must not be readable by others), builds the
+    /// TLS configurations, and adds a warning for each problem of the node's own certificate
+    /// that does not make the config invalid (expired, expiring soon, not valid for the address
+    /// the CLI uses).
+    fn validate_tls(
+        &self,
+        raw: &RawTls,
+        listen: SocketAddr,
+        warnings: &mut Vec<String>,
+    ) -> Result<crate::io::tls::NodeTls, ConfigError> {
+        use crate::io::tls::{NodeTls, TlsFiles};
+        let cert = self.read_pem("node.tls.cert_file", &raw.cert_file, false)?;
+        let key = self.read_pem("node.tls.key_file", &raw.key_file, true)?;
+        let ca = self.read_pem("node.tls.ca_file", &raw.ca_file, false)?;
+        let tls = NodeTls::build(TlsFiles {
+            cert_file: self.resolve(&raw.cert_file),
+            cert_pem: cert.expose(),
+            key_file: self.resolve(&raw.key_file),
+            key_pem: &key,
+            ca_file: self.resolve(&raw.ca_file),
+            ca_pem: ca.expose(),
+            require_client_cert: raw.require_client_cert,
+        })
+        .map_err(|e| {
+            let path = match e.file {
+                crate::io::tls::TlsFile::Cert => self.resolve(&raw.cert_file),
+                crate::io::tls::TlsFile::Key => self.resolve(&raw.key_file),
+                crate::io::tls::TlsFile::Ca => self.resolve(&raw.ca_file),
+            };
+            self.err(e.file.field(), format!("{} {}", path.display(), e.message))
+        })?;
+        warnings.extend(
+            tls.check_own_certificate(local_api(listen).ip(), rustls::pki_types::UnixTime::now()),
+        );
+        Ok(tls)
+    }
+
     /// Reads a PEM file (certificate or key). A private key must not be readable by others.
     fn read_pem(&self, field: &str, file: &Path, private: bool) -> Result<Secret, ConfigError> {
         let path = self.resolve(file);
@@ -982,6 +1051,29 @@ fn check_server_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The scheme of a sidecar's URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// A sidecar's API URL (`peer.url`, `peers[].url`): `http://` or `https://`, with a host.
+fn check_sidecar_url(url: &str) -> Result<Scheme, String> {
+    let parsed: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = match parsed.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    };
+    if parsed.host().is_none_or(|h| h.is_empty()) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(scheme)
 }
 
 fn check_http_url(url: &str) -> Result<(), String> {
@@ -1446,5 +1538,310 @@ mod tests {
         assert_eq!(locate(text, "c.b"), Some(4));
         assert_eq!(locate(text, "c.d.e"), Some(6));
         assert_eq!(locate(text, "x"), None);
+        let flow = "a: {b: 1,\n    c: [x, {d: 2}]}\n";
+        assert_eq!(locate(flow, "a.c[1].d"), Some(2));
+        assert_eq!(locate("a: [unclosed\n", "a"), None, "not YAML: no line");
+    }
+
+    /// The base config without its `peer:` block (10 lines), then `extra` from line 11.
+    fn without_peer(s: &Setup, extra: &str) -> String {
+        s.yaml(extra).replace(
+            "peer:\n  name: jenkins02\n  url: http://127.0.0.1:7071\n",
+            "",
+        )
+    }
+
+    /// The error's line, column and one-line rendering after the file name.
+    fn spot(e: &ConfigError) -> (Option<usize>, Option<usize>, String) {
+        let shown = e.to_string();
+        assert!(!shown.contains(['\n', '\r']), "{shown:?}");
+        let after = shown
+            .split_once("config.yaml")
+            .map_or(shown.clone(), |(_, rest)| rest.to_string());
+        (e.line, e.column, after)
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key_in_flow_style() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing: {interval: 1s, lease_timeout: 1s}\n"))
+            .unwrap_err();
+        let (line, column, shown) = spot(&e);
+        assert_eq!((line, column), (Some(14), Some(24)), "{shown}");
+        assert!(
+            shown.starts_with(":14:24: timing.lease_timeout: must be at least 3 × timing.interval"),
+            "{shown}"
+        );
+        // A flow mapping over several lines: the key's own line.
+        let e = s
+            .parse(&s.yaml("timing: {\n  interval: 2s,\n  lease_timeout: 5s\n}\n"))
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(16), Some(3)), "{e}");
+        // The same in block style: the line only, as before.
+        let e = s
+            .parse(&s.yaml("timing:\n  interval: 2s\n  lease_timeout: 5s\n"))
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(16), None), "{e}");
+        assert!(e
+            .to_string()
+            .contains("config.yaml:16: timing.lease_timeout:"));
+    }
+
+    #[test]
+    fn list_items_are_found_in_block_and_flow_style() {
+        let s = Setup::new();
+        let flow = without_peer(
+            &s,
+            "peers: [{name: a, url: http://h:1}, {name: b, url: bad}]\n",
+        );
+        let e = s.parse(&flow).unwrap_err();
+        assert_eq!(e.field, "peers[1].url");
+        assert_eq!((e.line, e.column), (Some(11), Some(47)), "{e}");
+        let block = without_peer(
+            &s,
+            "peers:\n  - name: a\n    url: http://h:1\n  - name: b\n    url: bad\n",
+        );
+        let e = s.parse(&block).unwrap_err();
+        assert_eq!(e.field, "peers[1].url");
+        assert_eq!((e.line, e.column), (Some(15), None), "{e}");
+        let e = s
+            .parse(&without_peer(
+                &s,
+                "peers:\n  - {name: a, url: http://h:1}\n  - {name: jenkins01, url: http://h:2}\n",
+            ))
+            .unwrap_err();
+        assert_eq!(e.field, "peers[1].name");
+        assert_eq!((e.line, e.column), (Some(13), Some(6)), "{e}");
+    }
+
+    #[test]
+    fn schema_errors_point_at_the_value_or_key_in_flow_style() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing: {interval: 1s, lease_timeout: 5 parsecs}\n"))
+            .unwrap_err();
+        assert_eq!(e.field, "timing.lease_timeout");
+        assert_eq!((e.line, e.column), (Some(14), Some(39)), "the value: {e}");
+        assert!(
+            e.message
+                .contains("expected a duration such as 500ms, 5s or 2m"),
+            "{e}"
+        );
+        let e = s
+            .parse(&s.yaml("timing: {interval: 1s, lease_timout: 5s}\n"))
+            .unwrap_err();
+        assert_eq!(e.field, "timing.lease_timout");
+        assert_eq!((e.line, e.column), (Some(14), Some(24)), "the key: {e}");
+        assert!(e
+            .message
+            .starts_with("unknown key (expected one of interval,"));
+        let e = s.parse(&s.yaml("watch: {mode: sometimes}\n")).unwrap_err();
+        assert_eq!(e.field, "watch.mode");
+        assert_eq!((e.line, e.column), (Some(14), Some(15)), "{e}");
+        assert_eq!(
+            e.message,
+            "unknown value \"sometimes\" (expected one of auto, inotify, poll)"
+        );
+        // A key missing from a flow list item: where the item starts.
+        let e = s
+            .parse(&without_peer(
+                &s,
+                "peers: [{name: a, url: http://h:1},\n        {name: b}]\n",
+            ))
+            .unwrap_err();
+        assert_eq!(e.field, "peers[1].url");
+        assert_eq!(e.message, "required key is missing");
+        assert_eq!((e.line, e.column), (Some(12), Some(9)), "{e}");
+        // A key missing from a mapping: the line of the mapping's key, flow or block.
+        let text = s.yaml("").replace(
+            "jenkins:\n  url: http://127.0.0.1:8080\n  home: home\n",
+            "jenkins: {home: home}\n",
+        );
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.field, "jenkins.url");
+        assert_eq!((e.line, e.column), (Some(9), None), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_the_second_one() {
+        let s = Setup::new();
+        let e = s
+            .parse(&s.yaml("timing:\n  interval: 1s\n  lease_timeout: 5s\n  interval: 2s\n"))
+            .unwrap_err();
+        let (_, _, shown) = spot(&e);
+        assert_eq!(
+            shown,
+            ":17: timing.interval: duplicate key (first at line 15)"
+        );
+        let e = s
+            .parse(&s.yaml("timing: {interval: 1s, interval: 2s}\n"))
+            .unwrap_err();
+        let (_, _, shown) = spot(&e);
+        assert_eq!(
+            shown,
+            ":14:24: timing.interval: duplicate key (first at line 14 column 10)"
+        );
+        let e = s.parse(&s.yaml("node:\n  name: x\n")).unwrap_err();
+        let (_, _, shown) = spot(&e);
+        assert_eq!(shown, ":14: node: duplicate key (first at line 1)");
+        // A quoted key is the same key.
+        let e = s
+            .parse(&s.yaml("timing:\n  fall: 3\n  'fall': 4\n"))
+            .unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("timing.fall", Some(16)));
+        let e = s
+            .parse(&without_peer(
+                &s,
+                "peers: [{name: a, url: http://h:1, name: b}]\n",
+            ))
+            .unwrap_err();
+        assert_eq!(e.field, "peers[0].name");
+        assert_eq!((e.line, e.column), (Some(11), Some(36)), "{e}");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_reported_where_it_opens() {
+        let s = Setup::new();
+        let text = s.yaml("").replace("name: jenkins01", "name: \"jenkins01");
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.field, "node.name");
+        assert_eq!((e.line, e.column), (Some(2), Some(9)), "{e}");
+        assert!(
+            e.message.contains("is the quote opened here closed?"),
+            "{e}"
+        );
+        // On the last line, where the parser runs into the end of the file.
+        let e = s.parse(&s.yaml("watch:\n  mode: 'poll\n")).unwrap_err();
+        assert_eq!(e.field, "watch.mode");
+        assert_eq!((e.line, e.column), (Some(15), Some(9)), "{e}");
+        // In a flow list.
+        let text = s.yaml("").replace(
+            "[/run/haproxy/admin.sock, \"tcp",
+            "[/run/haproxy/admin.sock, tcp",
+        );
+        let e = s.parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(13), "{e}");
+    }
+
+    #[test]
+    fn tabs_and_bad_indentation_are_reported_on_their_line() {
+        let s = Setup::new();
+        for (from, to, line) in [
+            ("  home: home", "\thome: home", 11),
+            (
+                "  url: http://127.0.0.1:8080",
+                "\turl: http://127.0.0.1:8080",
+                10,
+            ),
+            ("  home: home", "  \thome: home", 11),
+        ] {
+            let e = s.parse(&s.yaml("").replace(from, to)).unwrap_err();
+            assert_eq!(e.line, Some(line), "{to:?}: {e}");
+            assert_eq!(e.field, "jenkins", "{to:?}: {e}");
+            assert!(
+                e.message
+                    .starts_with("a tab indents this line; YAML indents with spaces only"),
+                "{e}"
+            );
+        }
+        for to in ["    home: home", " home: home"] {
+            let e = s
+                .parse(&s.yaml("").replace("  home: home", to))
+                .unwrap_err();
+            assert_eq!(e.line, Some(11), "{to:?}: {e}");
+        }
+        // A tab after the indentation, between key and value, is fine after a space. The parser
+        // refuses a tab alone there (it cannot tell it from a tab-indented block node): the
+        // message says what to write.
+        assert!(s
+            .parse(&s.yaml("").replace("home: home", "home: \thome"))
+            .is_ok());
+        let e = s
+            .parse(&s.yaml("").replace("home: home", "home:\thome"))
+            .unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("jenkins", Some(11)), "{e}");
+        assert!(
+            e.message.contains("write a space, not a tab, after ':'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unclosed_bracket_says_where_it_opened() {
+        let s = Setup::new();
+        let text = s
+            .yaml("")
+            .replace("  name: jenkins02\n", "  name: [jenkins02\n");
+        let e = s.parse(&text).unwrap_err();
+        assert!(e.field.starts_with("peer.name"), "{e}");
+        assert!(
+            e.message.contains("in the [ opened at line 5 column 9"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_file_holds_one_document_of_keys() {
+        let s = Setup::new();
+        let e = s.parse(&s.yaml("---\ntiming: {}\n")).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(14), None), "{e}");
+        let e = s.parse("- a\n- b\n").unwrap_err();
+        assert_eq!(e.field, "(top level)");
+        assert_eq!(e.line, Some(1));
+        let e = s.parse("").unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("node", None));
+        let e = s.parse(&s.yaml("timing: !secret {}\n")).unwrap_err();
+        assert!(e.message.contains("tag !secret is not supported"), "{e}");
+        // Anchors and aliases work; an alias is read like what it names.
+        let c = s
+            .parse(&s.yaml("timing: &t {interval: 1s}\nwatch: {poll_interval: 2s}\n"))
+            .unwrap();
+        assert_eq!(c.timing.interval, Duration::from_secs(1));
+    }
+
+    /// Whatever one-character edit breaks the file, the error is one line that names a field and
+    /// a line of the file (and a column of that line).
+    #[test]
+    fn every_error_points_inside_the_file() {
+        let s = Setup::new();
+        let base = s.yaml("timing: {interval: 1s, lease_timeout: 4s}\nwatch:\n  mode: poll\n");
+        let chars: Vec<char> = base.chars().collect();
+        let mut errors = 0;
+        for at in 0..=chars.len() {
+            for c in [
+                None,
+                Some('{'),
+                Some('['),
+                Some('"'),
+                Some('\t'),
+                Some(':'),
+                Some('-'),
+                Some('\n'),
+            ] {
+                let mut edited: Vec<char> = chars.clone();
+                match c {
+                    Some(c) => edited.insert(at, c),
+                    None if at < chars.len() => {
+                        edited.remove(at);
+                    }
+                    None => continue,
+                }
+                let text: String = edited.into_iter().collect();
+                let Err(e) = s.parse(&text) else { continue };
+                errors += 1;
+                let shown = e.to_string();
+                assert!(!shown.contains('\n') && !e.field.is_empty(), "{shown:?}");
+                let last = text.lines().count().max(1);
+                if let Some(line) = e.line {
+                    assert!((1..=last).contains(&line), "{shown} in {text:?}");
+                    let width = text.split('\n').nth(line - 1).unwrap().chars().count();
+                    if let Some(column) = e.column {
+                        assert!((1..=width + 1).contains(&column), "{shown} in {text:?}");
+                    }
+                }
+            }
+        }
+        assert!(errors > 500, "only {errors} edits broke the file");
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::cluster::Candidate;
 use crate::core::Role;
 
 /// A finished reload, for `status`.
@@ -12,6 +13,31 @@ pub struct ReloadRecord {
     pub at_unix_ms: u64,
     pub duration_ms: u64,
     pub result: String,
+}
+
+/// The last promotion of a node's Jenkins: which kind of catch-up ran, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub term: u64,
+    /// `incremental` (per-item reloads only) or `full` (a full reload).
+    pub kind: String,
+    /// What it did and why ("incremental: 3 item reloads", "full reload: global configuration
+    /// changed").
+    pub detail: String,
+    pub took_ms: u64,
+    /// Queued builds cancelled because the old active had built those fires already.
+    pub cancelled_queued: usize,
+    /// Jobs reloaded by the last check because their `nextBuildNumber` on disk was ahead of
+    /// the number their Jenkins had loaded.
+    #[serde(default)]
+    pub renumbered: usize,
+}
+
+/// A file that changed on disk and that only a restart of this node's Jenkins applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartNeeded {
+    pub file: String,
+    pub since_unix_ms: u64,
 }
 
 /// The JENKINS_HOME watcher as `status` shows it.
@@ -82,12 +108,29 @@ pub struct NodeStatus {
     /// the lease's, not the heartbeat's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contradiction: Option<String>,
+    /// What this node knows of what its Jenkins has loaded (`known`, `checking item by item,
+    /// N left`, `unknown (...)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<String>,
+    /// The last promotion of its Jenkins: the kind of catch-up and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionRecord>,
+    /// Files changed on disk that only a restart of its Jenkins applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<RestartNeeded>,
     /// The JENKINS_HOME watcher.
     #[serde(default)]
     pub watch: Option<WatchState>,
     /// Reloads of this node's Jenkins.
     #[serde(default)]
     pub reloads: Reloads,
+    /// The version of this node's jenkins-ha (empty from a node older than this field).
+    #[serde(default)]
+    pub version: String,
+    /// Why the answering node's last heartbeat to this node failed (only for the other nodes,
+    /// and only while it fails): "TLS: certificate verify failed: ...", "connection refused".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_error: Option<String>,
 }
 
 /// Reload counts and the last reload of one node's Jenkins.
@@ -119,8 +162,13 @@ impl NodeStatus {
             priority: default_priority(),
             current: false,
             contradiction: None,
+            loaded: None,
+            promotion: None,
+            restart_needed: Vec::new(),
             watch: None,
             reloads: Reloads::default(),
+            version: String::new(),
+            heartbeat_error: None,
         }
     }
 }
@@ -175,6 +223,67 @@ pub struct ClusterStatus {
     pub haproxy: Vec<SocketStatus>,
 }
 
+impl ClusterStatus {
+    /// Every node as a switchover sees it ([`crate::core::cluster::switchover`]).
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.nodes
+            .iter()
+            .map(|n| Candidate {
+                name: n.name.clone(),
+                role: n.role,
+                jenkins_healthy: n.jenkins_healthy,
+                jenkins_broken: n.reload_failed,
+                jenkins: if n.reload_failed {
+                    "stuck after a failed reload".into()
+                } else {
+                    n.jenkins.clone()
+                },
+                priority: n.priority,
+                current: n.current,
+            })
+            .collect()
+    }
+}
+
+/// A node's version as the table shows it: `-` for a node never heard from, `?` for one older
+/// than the version field.
+fn version_cell(n: &NodeStatus) -> String {
+    if !n.version.is_empty() {
+        n.version.clone()
+    } else if n.role == Role::Unreachable && n.last_heard_s.is_none() {
+        "-".into()
+    } else {
+        "?".into()
+    }
+}
+
+/// The line flagging nodes that run different versions (a rolling upgrade half done), if any.
+fn version_mismatch(nodes: &[NodeStatus]) -> Option<String> {
+    let known: Vec<(&str, String)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), version_cell(n)))
+        .filter(|(_, v)| v != "-")
+        .collect();
+    let first = &known.first()?.1;
+    if known.iter().all(|(_, v)| v == first) {
+        return None;
+    }
+    let list = known
+        .iter()
+        .map(|(name, v)| {
+            if v == "?" {
+                format!("{name} an older version")
+            } else {
+                format!("{name} {v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "Versions differ: {list}; finish the upgrade (the standby first, then the active)\n"
+    ))
+}
+
 /// Renders the status as a table, like `patronictl list`.
 pub fn render_table(status: &ClusterStatus) -> String {
     let mut out = String::new();
@@ -192,8 +301,16 @@ pub fn render_table(status: &ClusterStatus) -> String {
             ""
         }
     ));
-    let headers = ["Node", "Role", "Term", "Jenkins", "HAProxy", "Last reason"];
-    let rows: Vec<[String; 6]> = status
+    let headers = [
+        "Node",
+        "Role",
+        "Term",
+        "Jenkins",
+        "HAProxy",
+        "Version",
+        "Last reason",
+    ];
+    let rows: Vec<[String; 7]> = status
         .nodes
         .iter()
         .map(|n| {
@@ -209,6 +326,7 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 n.term.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
                 jenkins,
                 n.haproxy.clone(),
+                version_cell(n),
                 n.reason.clone(),
             ]
         })
@@ -234,7 +352,16 @@ pub fn render_table(status: &ClusterStatus) -> String {
     for row in &rows {
         out.push_str(&line(row));
     }
+    if let Some(line) = version_mismatch(&status.nodes) {
+        out.push_str(&line);
+    }
     for n in &status.nodes {
+        if let Some(e) = &n.heartbeat_error {
+            out.push_str(&format!(
+                "{}: heartbeats from {} fail: {e}\n",
+                n.name, status.reporter
+            ));
+        }
         if let Some(c) = &n.contradiction {
             out.push_str(&format!(
                 "{}: its heartbeat {c} (the lease is believed)\n",
@@ -247,11 +374,41 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 line.push_str(", changes pending");
             }
             line.push_str(&format!(", {} items", w.items));
+            if let Some(loaded) = n.loaded.as_deref().filter(|l| *l != "known") {
+                line.push_str(&format!(", loaded state {loaded}"));
+            }
             if let Some(ms) = w.last_scan_ms {
                 line.push_str(&format!(", last scan {ms:.1} ms"));
             }
             out.push_str(&line);
             out.push('\n');
+        }
+        if let Some(p) = &n.promotion {
+            out.push_str(&format!(
+                "{}: promoted for term {} in {:.1} s: {}{}\n",
+                n.name,
+                p.term,
+                p.took_ms as f64 / 1000.0,
+                p.detail,
+                if p.cancelled_queued > 0 {
+                    format!(
+                        "; {} queued build(s) the old active had run were cancelled",
+                        p.cancelled_queued
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        for r in &n.restart_needed {
+            out.push_str(&format!(
+                "{}: RESTART NEEDED: {} changed on disk at {}; no reload applies it\n",
+                n.name,
+                r.file,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.since_unix_ms)
+                )
+            ));
         }
         if let Some(last) = &n.reloads.last {
             out.push_str(&format!(
@@ -274,4 +431,96 @@ pub fn render_table(status: &ClusterStatus) -> String {
         out.push_str(&format!("Lease: {e}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, role: Role, version: &str) -> NodeStatus {
+        let mut n = NodeStatus::unreachable(name);
+        n.role = role;
+        n.version = version.into();
+        n.last_heard_s = Some(0.1);
+        n
+    }
+
+    fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
+        ClusterStatus {
+            active: Some("jenkins01".into()),
+            reporter: "jenkins01".into(),
+            paused: false,
+            nodes,
+            lease: LeaseStatus {
+                term: Some(3),
+                holder: Some("jenkins01".into()),
+                counter: Some(1),
+                still_s: 0.0,
+                released: false,
+                handover_to: None,
+                error: None,
+            },
+            haproxy: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_version_and_flags_a_mismatch() {
+        let same = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, "0.2.0"),
+        ]));
+        assert!(same.contains("Version"), "{same}");
+        assert!(!same.contains("Versions differ"), "{same}");
+        let mixed = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, "0.1.0"),
+        ]));
+        assert!(
+            mixed.contains("Versions differ: jenkins01 0.2.0, jenkins02 0.1.0; finish the upgrade"),
+            "{mixed}"
+        );
+        // A node older than the version field reads as one; one never heard from is left out.
+        let older = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            node("jenkins02", Role::Standby, ""),
+            NodeStatus::unreachable("jenkins03"),
+        ]));
+        assert!(
+            older.contains("Versions differ: jenkins01 0.2.0, jenkins02 an older version;"),
+            "{older}"
+        );
+        assert!(
+            older
+                .lines()
+                .any(|l| l.starts_with("jenkins03") && l.contains(" - ")),
+            "{older}"
+        );
+    }
+
+    #[test]
+    fn a_status_from_an_older_node_still_parses() {
+        // No version, no heartbeat_error: what a node before these fields sends.
+        let old = r#"{"name":"b","role":"standby","term":1,"jenkins":"up"}"#;
+        let n: NodeStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(n.version, "");
+        assert_eq!(n.heartbeat_error, None);
+    }
+
+    #[test]
+    fn a_failing_heartbeat_is_a_line_under_the_table() {
+        let mut peer = node("jenkins02", Role::Unreachable, "0.2.0");
+        peer.heartbeat_error = Some(
+            "POST https://h:7070/v1/heartbeat: TLS: certificate verify failed: unknown issuer"
+                .into(),
+        );
+        let table = render_table(&cluster(vec![
+            node("jenkins01", Role::Active, "0.2.0"),
+            peer,
+        ]));
+        assert!(
+            table.contains("jenkins02: heartbeats from jenkins01 fail: POST https://h:7070/v1/heartbeat: TLS: certificate verify failed: unknown issuer\n"),
+            "{table}"
+        );
+    }
 }

@@ -118,6 +118,68 @@ fn unknown_key() {
 }
 
 #[test]
+fn flow_style_errors_name_the_line_and_column_of_the_key() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "timing:\n  interval: 200ms\n  lease_timeout: 2s\n",
+            "timing: {interval: 200ms, lease_timeout: 500ms}\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:12:27: timing.lease_timeout: must be at least 3 × timing.interval"],
+    );
+    let c = d.config(|t| {
+        t.replace(
+            "peer:\n  name: jenkins02\n  url: http://127.0.0.1:1\n",
+            "peers: [{name: jenkins02, url: http://127.0.0.1:1},\n        {name: jenkins03, url: ftp://x}]\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:5:27: peers[1].url:", "must start with http://"],
+    );
+}
+
+#[test]
+fn duplicate_key_names_both_lines() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "  lease_timeout: 2s\n",
+            "  lease_timeout: 2s\n  interval: 1s\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &["config.yaml:15: timing.interval: duplicate key (first at line 13)"],
+    );
+}
+
+#[test]
+fn unclosed_quote_is_reported_where_it_opens() {
+    let d = Dir::new();
+    let c = d.config(|t| {
+        t.replace(
+            "  url: http://127.0.0.1:2\n",
+            "  url: \"http://127.0.0.1:2\n",
+        )
+    });
+    refused(
+        &d,
+        &c,
+        &[
+            "config.yaml:10:8: jenkins.url:",
+            "is the quote opened here closed?",
+        ],
+    );
+}
+
+#[test]
 fn bad_duration() {
     let d = Dir::new();
     let c = d.config(|t| t.replace("interval: 200ms", "interval: fast"));
@@ -242,4 +304,191 @@ fn run_refuses_to_create_a_lease_on_a_bare_mount_point() {
         !d.path().join("home/.jenkins-ha").exists(),
         "a lease directory was created"
     );
+}
+
+/// Starts `jenkins-ha run` on `config` and waits until its API listens on `port`.
+fn start_daemon(config: &Path, port: u16) -> std::process::Child {
+    let child = Command::new(jenkins_ha())
+        .args(["run", "-c"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
+
+/// Runs `jenkins-ha ARGS -c CONFIG` for `run_for`, then SIGINT; (exit code, stdout).
+fn interrupted(args: &[&str], config: &Path, run_for: Duration) -> (Option<i32>, String) {
+    let child = Command::new(jenkins_ha())
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(run_for);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Runs `command` (a shell line) on a pseudo-terminal with `script`, typing `input`; returns
+/// everything the terminal showed.
+fn on_a_terminal(command: &str, input: &str, wait: Duration) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    std::thread::sleep(wait);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn status_watch_prints_a_table_per_round_and_exits_with_the_last_rounds_code() {
+    let d = Dir::new();
+    let c = d.config(|t| t);
+    let daemon = start_daemon(&c, d.port);
+    // Piped: one table per round, separated by a blank line, no escape codes. The lone node's
+    // Jenkins is down, so no node is active: exit 3 when interrupted.
+    let (code, out) = interrupted(
+        &["status", "--watch", "200ms"],
+        &c,
+        Duration::from_millis(1500),
+    );
+    assert_eq!(code, Some(3), "{out}");
+    let rounds = out.matches("Cluster: term").count();
+    assert!(rounds >= 3, "{rounds} rounds in 1.5 s at 200ms:\n{out}");
+    assert_eq!(out.split("\n\nCluster: term").count(), rounds, "{out}");
+    assert!(!out.contains('\x1b'), "escape codes in a pipe: {out:?}");
+    assert!(out.contains("Version"), "{out}");
+    // --json: one JSON document per line and round.
+    let (code, out) = interrupted(
+        &["status", "--watch", "200ms", "--json"],
+        &c,
+        Duration::from_millis(1000),
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.lines().count() >= 2, "{out}");
+    for line in out.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["reporter"], "jenkins01");
+    }
+    // On a terminal: the screen is redrawn each round, under a header.
+    let (_, screen) = on_a_terminal(
+        &format!("{} status --watch 200ms -c {}", jenkins_ha(), c.display()),
+        "",
+        Duration::from_millis(1200),
+    );
+    assert!(
+        screen.contains("\x1b[H\x1b[2JEvery 200ms: jenkins-ha status (http://127.0.0.1:"),
+        "{screen:?}"
+    );
+    assert!(screen.matches("\x1b[2J").count() >= 2, "{screen:?}");
+    stop(daemon);
+    // Once the sidecar is gone, a round exits 1 (and so would the watch).
+    let (code, _) = interrupted(
+        &["status", "--watch", "200ms"],
+        &c,
+        Duration::from_millis(600),
+    );
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn status_url_needs_no_config_for_http_and_tls_settings_for_https() {
+    let d = Dir::new();
+    let absent = d.path().join("absent.yaml");
+    let out = run(
+        &["status", "--url", &format!("http://127.0.0.1:{}", d.port)],
+        &absent,
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    let c = d.config(|t| t);
+    let out = run(
+        &["status", "--url", "https://127.0.0.1:1"],
+        &c,
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("https:// needs node.tls"), "{stderr}");
+}
+
+/// Every file under `dir` with its length and modification time.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn status_and_history_write_nothing() {
+    let d = Dir::new();
+    let c = d.config(|t| t);
+    let daemon = start_daemon(&c, d.port);
+    // Let the daemon write its lease first; then nothing may change while only the commands run.
+    std::thread::sleep(Duration::from_millis(600));
+    stop(daemon);
+    let before = tree(d.path());
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["history"],
+        &["history", "--json"],
+    ] {
+        run(args, &c, Duration::from_secs(10));
+    }
+    assert_eq!(tree(d.path()), before);
 }

@@ -50,8 +50,9 @@ async fn settled(c: &Cluster, active: usize) {
         .wait(Duration::from_secs(10), || async {
             let a = c.status(active).await?;
             let s = c.status(standby).await?;
-            // The active's promotion (full reload, then cancel quiet-down) is over.
-            let promoted = a.nodes[0].jenkins == "up" && a.nodes[0].reloads.full >= 1;
+            // The active's promotion (its catch-up, then cancel quiet-down) is over.
+            let promoted = a.nodes[0].jenkins == "up"
+                && a.nodes[0].promotion.as_ref().map(|p| p.term) == a.nodes[0].term;
             let ok = promoted
                 && a.nodes[1].role.as_str() == "standby"
                 && s.nodes[1].role.as_str() == "active"

@@ -2,9 +2,10 @@
 //! a warning, and so do its TLS check variant and `haproxy/keepalived.conf.example`; its health
 //! check is an HTTP/1.1 request with a Host header that only a 200 passes; the requests it
 //! forwards carry the X-Forwarded-* headers Jenkins builds its root URL from, set by HAProxy and
-//! not by the client; and in a cluster, a switchover followed by an HAProxy restart and a reload
+//! not by the client; in a cluster, a switchover followed by an HAProxy restart and a reload
 //! never brings the standby back into traffic, while routing comes back to the active within a
-//! couple of intervals.
+//! couple of intervals; and the TLS check variant routes to sidecars that serve HTTPS and
+//! require client certificates (`node.tls`), through a switchover.
 //!
 //! The tests run the shipped file itself, rewritten only where a test on loopback must: see
 //! [`REWRITES`] for each rewrite and why.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster::{free_port, Cluster, Proc, Spec, NAMES};
+use cluster::{free_port, Cluster, Proc, Spec, TlsSpec, NAMES};
 
 const BACKENDS: [&str; 2] = ["jenkins_http", "jenkins_agent"];
 
@@ -1029,4 +1030,69 @@ async fn after_a_switchover_an_haproxy_restart_or_reload_never_brings_the_standb
         }
     }
     assert_eq!(c.active_code(new).await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_check_variant_routes_to_https_sidecars_that_require_client_certificates() {
+    // The sidecars serve HTTPS with require_client_cert; HAProxy runs the shipped file with its
+    // commented TLS server lines (check-ssl verify required ca-file ... check-sni
+    // <name>.example.com), presenting no client certificate: GET /active answers it anyway.
+    let spec = Spec {
+        interval: Duration::from_secs(1),
+        fall: 3,
+        lease_timeout: Duration::from_secs(5),
+        tls: Some(TlsSpec {
+            require_client_cert: true,
+        }),
+        ..Spec::default()
+    };
+    let tcp_port = free_port();
+    let shipped = shipped();
+    let mut c = Cluster::prepare_with_haproxy_cfg(spec, |c, k| {
+        let ca = c.pki.as_ref().expect("a TLS cluster").ca_file();
+        let (text, applied) = for_loopback(
+            &tls_variant(&shipped, &ca),
+            &Loopback::for_cluster(c, k, tcp_port),
+        );
+        assert_required_rewrites(&applied);
+        assert!(text.contains("check-ssl verify required ca-file"), "{text}");
+        text
+    });
+    c.start_sidecar(0);
+    c.start_sidecar(1);
+    // Settled means HAProxy routes to the active and serves its Jenkins: its TLS check passed.
+    let first = c.settle().await;
+    let socket = c.haproxies[0].socket.clone();
+    assert_eq!(
+        stat_status(&socket, "jenkins_http", NAMES[first]).as_deref(),
+        Some("UP")
+    );
+    // The check that passed is HTTP over TLS: Layer 7, status 200.
+    let l7ok = |name: &str| {
+        admin(&socket, "show stat").ok().is_some_and(|stat| {
+            stat.lines()
+                .find(|l| l.starts_with(&format!("jenkins_http,{name},")))
+                .is_some_and(|l| l.contains(",L7OK,200,"))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || l7ok(NAMES[first])),
+        "{:?}",
+        admin(&socket, "show stat")
+    );
+
+    // A switchover: HAProxy's TLS check follows the new active.
+    let (code, out, err) = c.cli(first, &["failover", "--yes"]);
+    assert_eq!(code, Some(0), "failover: {out}{err}\n{}", c.logs());
+    assert!(c.wait_routed(0, 1 - first, Duration::from_secs(10)).await);
+    assert!(
+        c.wait_served_by(0, 1 - first, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "HAProxy does not serve from the new active\n{}",
+        c.logs()
+    );
+    assert!(wait_until(Duration::from_secs(5), || l7ok(
+        NAMES[1 - first]
+    )));
 }

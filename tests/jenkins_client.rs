@@ -1,6 +1,6 @@
 //! Integration tests of the Jenkins client against the project's Jenkins stand-in
 //! (`jenkins-standin`, crate `lab/`): health probes, 403 vs 401, quiet-down, full reloads and
-//! waiting for them, failed reloads, per-item reloads and the restart-detecting session.
+//! waiting for them, failed reloads, per-item reloads, the restart-detecting session and the queue.
 //!
 //! The stand-in is built once per test run with `cargo build -p jenkins-ha-lab` into the same
 //! target directory as this test. Set `STANDIN_LOG=1` to see the stand-ins' stderr.
@@ -464,4 +464,82 @@ async fn the_session_changes_on_restart() {
         .await
         .expect("quietDown after the restart");
     assert_eq!(standin.state().await["quietingDown"], true);
+}
+
+#[tokio::test]
+async fn the_queue_counts_folded_requests_and_cancels_by_id() {
+    let home = Home::new();
+    home.write_item("team folder", true, "");
+    home.write_item("team folder/build é", false, "v1");
+    let mut extra = home.secured();
+    extra.push("--start-quiet".into());
+    let standin = Standin::start(home.path(), "j1", &args(&extra));
+    let client = standin.authenticated();
+    // Two build requests on a quiet Jenkins: one item, two requests.
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"))
+    );
+    let auth = [(
+        hyper::header::AUTHORIZATION,
+        hyper::header::HeaderValue::from_str(&basic).expect("header"),
+    )];
+    for _ in 0..2 {
+        let response = HttpClient::new()
+            .send(
+                Method::POST,
+                &format!(
+                    "{}/job/team%20folder/job/build%20%C3%A9/build",
+                    standin.url()
+                ),
+                &auth,
+                Bytes::new(),
+                TIMEOUT,
+            )
+            .await
+            .expect("queue a build");
+        assert_eq!(response.status, 201);
+    }
+    let queue = client.queue().await.expect("queue");
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].job.as_deref(), Some("team folder/build é"));
+    assert_eq!(queue[0].requests, 2);
+    assert!(queue[0].in_queue_since > 0);
+    assert!(client.cancel_queue_item(queue[0].id).await.expect("cancel"));
+    assert!(
+        !client
+            .cancel_queue_item(queue[0].id)
+            .await
+            .expect("cancel again"),
+        "an unknown id is not an error"
+    );
+    assert!(client.queue().await.expect("queue").is_empty());
+}
+
+#[tokio::test]
+async fn next_build_numbers_come_in_one_request_through_folders() {
+    let home = Home::new();
+    home.write_item("alpha", false, "v1");
+    home.write_item("team folder", true, "");
+    home.write_item("team folder/inner", true, "");
+    home.write_item("team folder/inner/build é", false, "v1");
+    std::fs::write(home.path().join("jobs/alpha/nextBuildNumber"), "12\n").unwrap();
+    std::fs::write(
+        home.path()
+            .join("jobs/team folder/jobs/inner/jobs/build é/nextBuildNumber"),
+        "7\n",
+    )
+    .unwrap();
+    let standin = Standin::start(home.path(), "j1", &args(&home.secured()));
+    let client = standin.authenticated();
+    let numbers = client.next_build_numbers(2).await.expect("numbers");
+    assert_eq!(numbers.get("alpha"), Some(&12));
+    assert_eq!(numbers.get("team folder/inner/build é"), Some(&7));
+    assert_eq!(numbers.len(), 2, "folders have none: {numbers:?}");
+    // Not deep enough: the nested job is not listed.
+    let shallow = client.next_build_numbers(0).await.expect("numbers");
+    assert_eq!(shallow.len(), 1, "{shallow:?}");
+    let state = standin.state().await;
+    assert_eq!(state["lastBuildLoads"], 0, "no build was loaded to answer");
 }

@@ -2,6 +2,9 @@
 //! policy and hardening an operator expects, and the example config.yaml must parse and state the
 //! real defaults. (The example HAProxy config is checked in tests/haproxy_shipped.rs.)
 
+#[path = "../lab/pki.rs"]
+mod pki;
+
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -167,6 +170,11 @@ fn example_config_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc/jenkins-ha");
     std::fs::create_dir_all(&etc).unwrap();
+    // The node.tls files the commented-out example names: a CA and this node's certificate.
+    let ca = pki::Ca::new("example CA");
+    let node = ca.issue("jenkins01", &["127.0.0.1"], pki::Validity::Current);
+    let files = pki::write_files(&etc.join("tls"), "node", &node, &ca.pem);
+    std::fs::rename(&files.ca, etc.join("tls/ca.crt")).unwrap();
     std::fs::create_dir_all(dir.path().join("var/lib/jenkins")).unwrap();
     for token in ["cluster.token", "jenkins.token"] {
         let path = etc.join(token);

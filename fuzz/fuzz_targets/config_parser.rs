@@ -3,7 +3,8 @@
 //! The config is parsed as if it were `<tmp>/jenkins-ha-fuzz/config.yaml`; that folder holds a
 //! `cluster.token` and a `jenkins.token` (mode 600), so a config naming them with relative paths
 //! and `jenkins.home: .` gets past the file checks into the timing and HAProxy validation.
-//! Every rejection must be a `ConfigError` whose Display is one line.
+//! Every rejection must be a `ConfigError` whose Display is one line naming a field, and the line
+//! and column it gives must exist in the file (lines counted at `\n`, as an editor does).
 #![no_main]
 
 use std::fs;
@@ -85,6 +86,25 @@ fuzz_target!(|data: &[u8]| -> Corpus {
                 "a config error names no field: {shown:?}"
             );
             assert_eq!(e.file, path);
+            if let Some(line) = e.line {
+                let last = text.lines().count().max(1);
+                assert!(
+                    (1..=last).contains(&line),
+                    "line {line} of a {last}-line file: {shown:?}"
+                );
+                if let Some(column) = e.column {
+                    // One past the last character: where "end of line" problems are reported.
+                    let width = text.split('\n').nth(line - 1).map_or(0, |l| l.chars().count());
+                    assert!(
+                        (1..=width + 1).contains(&column),
+                        "column {column} of a {width}-character line: {shown:?}"
+                    );
+                }
+                let prefix = format!("{}:{line}", path.display());
+                assert!(shown.starts_with(&prefix), "{shown:?}");
+            } else {
+                assert!(e.column.is_none(), "a column without a line: {e:?}");
+            }
         }
     }
     let lines = text.lines().count();

@@ -142,6 +142,9 @@
 //!   "collided": bool}]`.
 //! - `GET /standin/next-numbers[?job=F/B]` → in-memory next build numbers: `{"F/B": 7, …}` (every job, or
 //!   the one asked for; 404 for an unknown job).
+//! - `GET /standin/fires` → every timer fire of this process (the newest 500,000), in order:
+//!   `[{"job", "slot"}]` (`slot`: the fire's instant, ms since the epoch; also its
+//!   `inQueueSince` and an entry of a build's `fireSlots`).
 //! - `GET /standin/queue` → `[{"id", "job", "inQueueSince", "fireSlots": […], "causes":
 //!   [{"shortDescription", "count"}], "why", "blocked"}]`.
 //! - `POST /standin/fail-reloads?on=true|false` → full reloads started from now on end in failure.
@@ -198,6 +201,9 @@ use tree::Tree;
 
 /// The Jenkins version the stand-in claims to be.
 const JENKINS_VERSION: &str = "2.462.3";
+
+/// How many timer fires `/standin/fires` keeps.
+pub const FIRES_KEPT: usize = 500_000;
 const JSON: &str = "application/json;charset=utf-8";
 const HTML: &str = "text/html;charset=utf-8";
 
@@ -391,6 +397,9 @@ struct State {
     running_jobs: BTreeMap<String, u64>,
     timers: BTreeMap<String, Timer>,
     timer_fires: u64,
+    /// Every timer fire of this process, in order: (job full name, slot in ms); the newest
+    /// `FIRES_KEPT` of them.
+    fires: std::collections::VecDeque<(Arc<str>, u64)>,
     builds_started: u64,
     collisions: u64,
     last_build_loads: u64,
@@ -1102,11 +1111,28 @@ async fn colors(sh: &Arc<Shared>, jobs: Vec<Listed>) -> BTreeMap<String, String>
 }
 
 /// The `jobs` entries of an item group, in Jenkins' case-insensitive order.
+/// How deep a `?tree=` asks for `jobs` inside `jobs` (folders' children): 0 without a tree, as
+/// Jenkins' default depth lists only the direct children.
+fn nested_jobs_depth(tree: Option<&Tree>) -> usize {
+    let Some(t) = tree else { return 0 };
+    let mut path = vec!["jobs", "jobs"];
+    let mut depth = 0;
+    while depth < 64 && t.wants(&path) {
+        depth += 1;
+        path.push("jobs");
+    }
+    depth
+}
+
+/// The `jobs` array of a group: each child's class, name and url, its color when known, and,
+/// for a `?tree=` (which prunes what it did not ask for), a job's `nextBuildNumber` and, down
+/// to `depth` more levels, a folder's own `jobs`.
 fn jobs_json(
     group: &Group,
     root: &str,
     prefix: &[String],
     colors: Option<&BTreeMap<String, String>>,
+    tree_fields: Option<usize>,
 ) -> Vec<Value> {
     let mut entries: Vec<(&String, &items::Item)> = group.iter().collect();
     entries.sort_by_key(|(name, _)| name.to_lowercase());
@@ -1118,6 +1144,19 @@ fn jobs_json(
             let mut v = json!({"_class": item.class, "name": name, "url": item_url(root, &segs)});
             if let (false, Some(c)) = (item.folder, colors.and_then(|c| c.get(&segs.join("/")))) {
                 v["color"] = json!(c);
+            }
+            match tree_fields {
+                Some(_) if !item.folder => v["nextBuildNumber"] = json!(item.next_build),
+                Some(depth) if depth > 0 => {
+                    v["jobs"] = Value::Array(jobs_json(
+                        &item.children,
+                        root,
+                        &segs,
+                        None,
+                        Some(depth - 1),
+                    ))
+                }
+                _ => {}
             }
             v
         })
@@ -1195,7 +1234,7 @@ async fn root_api(sh: &Arc<Shared>, headers: &HeaderMap, tree: Option<&Tree>) ->
         "useCrumbs": true,
         "useSecurity": sh.security(),
         "views": [{"_class": "hudson.model.AllView", "name": "all", "url": root}],
-        "jobs": jobs_json(&st.items, &root, &[], colors.as_ref()),
+        "jobs": jobs_json(&st.items, &root, &[], colors.as_ref(), tree.map(|_| nested_jobs_depth(tree))),
     });
     api_resp(&v, tree)
 }
@@ -1223,15 +1262,16 @@ fn computer_api(sh: &Shared, tree: Option<&Tree>) -> Resp {
 
 fn causes_json(causes: &[(Cause, u32)]) -> Value {
     Value::Array(
+        // `CauseAction.getCauses()` lists each cause once per request folded into the item.
         causes
             .iter()
-            .map(|(c, _)| {
+            .flat_map(|(c, n)| {
                 let mut v = json!({"_class": c.class(), "shortDescription": c.short_description()});
                 if let Cause::User(u) = c {
                     v["userId"] = json!(u);
                     v["userName"] = json!(u.as_deref().unwrap_or("anonymous"));
                 }
-                v
+                std::iter::repeat_n(v, *n as usize)
             })
             .collect(),
     )
@@ -1496,7 +1536,13 @@ async fn job_api(
         } else {
             None
         };
-        v["jobs"] = Value::Array(jobs_json(&item.children, root, names, colors.as_ref()));
+        v["jobs"] = Value::Array(jobs_json(
+            &item.children,
+            root,
+            names,
+            colors.as_ref(),
+            tree.map(|_| nested_jobs_depth(tree)),
+        ));
         return api_resp(&v, tree);
     }
 
@@ -1662,7 +1708,7 @@ fn control(sh: &Arc<Shared>, method: &Method, segments: &[String], query: Option
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let bad = |msg: &str| json_resp(StatusCode::BAD_REQUEST, &json!({"error": msg}));
     match seg.as_slice() {
-        ["state" | "builds" | "next-numbers" | "queue"]
+        ["state" | "builds" | "next-numbers" | "queue" | "fires"]
             if method != Method::GET && method != Method::HEAD =>
         {
             method_not_allowed("GET")
@@ -1673,6 +1719,15 @@ fn control(sh: &Arc<Shared>, method: &Method, segments: &[String], query: Option
         ),
         ["builds"] => json_resp(StatusCode::OK, &builds_json(sh)),
         ["queue"] => json_resp(StatusCode::OK, &standin_queue_json(sh)),
+        ["fires"] => {
+            let st = sh.lock();
+            let fires: Vec<Value> = st
+                .fires
+                .iter()
+                .map(|(job, slot)| json!({"job": &**job, "slot": slot}))
+                .collect();
+            json_resp(StatusCode::OK, &Value::Array(fires))
+        }
         ["next-numbers"] => {
             let st = sh.lock();
             match query_param(query, "job").map(percent_decode) {

@@ -1041,6 +1041,21 @@ fn queue_api_cancel_item_and_coalesced_manual_builds() {
     );
     assert_eq!(q[0]["causes"][0]["count"], 2);
     let id = q[0]["id"].as_u64().unwrap();
+    // Jenkins' queue API lists a cause once per request folded in (CauseAction.getCauses).
+    let listed = request(
+        &s.addr,
+        "GET",
+        "/queue/api/json?tree=items[id,actions[causes[shortDescription]]]",
+        Some(auth),
+    )
+    .json();
+    assert_eq!(
+        listed["items"][0]["actions"][0]["causes"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
 
     let item = request(
         &s.addr,

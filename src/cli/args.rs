@@ -45,8 +45,9 @@ pub enum Cmd {
     /// SIGTERM or SIGINT stops it cleanly: an active node releases its term so that the peer
     /// takes over at once, and it exits 0. It exits 1 if it cannot start, for example when
     /// node.listen cannot be bound. SIGHUP re-reads the config and applies what can change
-    /// safely (the cluster token, HAProxy sockets, backends and timeout, jenkins.restart_command
-    /// and jenkins.reload_timeout), logging which changes need a restart instead.
+    /// safely (the cluster token, the node.tls certificates, key and CA, HAProxy sockets,
+    /// backends and timeout, jenkins.restart_command and jenkins.reload_timeout), logging which
+    /// changes need a restart instead. With node.tls the API serves HTTPS only.
     Run {
         /// Log format: `text` (default) or `json` (one JSON object per line, for log shippers).
         #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -55,25 +56,48 @@ pub enum Cmd {
     /// Validate the config and the files it names; warn about unreachable sockets and Jenkins.
     ///
     /// Exits 2 with one line naming the file, the line and the field when the config is invalid,
-    /// or when a token file is missing, empty or accessible by other users. Otherwise it asks
+    /// when a token file is missing, empty or accessible by other users, or when the node.tls
+    /// files do not fit (a key readable by others or of another certificate, a certificate that
+    /// node.tls.ca_file did not sign). A node certificate that has expired, expires within 30
+    /// days or does not name the address the CLI uses is a warning. Otherwise it asks
     /// every HAProxy socket whether node.name and peer.name are servers of every listed backend,
     /// and probes the local Jenkins; each problem found is a "warning:" line, and it still exits
     /// 0, since a node may be configured before HAProxy or Jenkins are up. The systemd unit runs
     /// it before run.
     CheckConfig,
-    /// Show both nodes as one table, asked of the local sidecar.
+    /// Show every node as one table, asked of the local sidecar (or the one at --url).
     ///
-    /// Asks the local sidecar's API (node.listen; 0.0.0.0 and :: mean loopback) for GET /status
-    /// and prints the cluster's term and active node, then one row per node: role, term, Jenkins
-    /// and HAProxy state, and the reason of its last decision. Exits 1 if the local sidecar does
-    /// not answer.
+    /// Asks the local sidecar's API (node.listen; 0.0.0.0 and :: mean loopback; https:// when
+    /// node.tls is set) for GET /status and prints the cluster's term and active node, then one
+    /// row per node: role, term, Jenkins and HAProxy state, jenkins-ha version, and the reason of
+    /// its last decision. Lines below the table flag versions that differ between nodes and
+    /// heartbeats that fail (with the cause: a refused token, a TLS certificate that does not
+    /// verify, a connection refused). It only reads: it never writes a file or changes anything.
+    ///
+    /// Exits 0 when the sidecar answered and a node is active, 3 when it answered but no node
+    /// is active, and 1 when it did not answer. With --watch it runs until Ctrl-C (or SIGTERM)
+    /// and exits with the code of its last round.
     Status {
-        /// Print the JSON document instead of the table.
+        /// Print the JSON document instead of the table (with --watch: one JSON object per line,
+        /// per round).
         #[arg(long)]
         json: bool,
+        /// Ask again every INTERVAL (default 2s) until Ctrl-C. On a terminal the table is
+        /// redrawn in place; otherwise one table per round, separated by a blank line.
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s",
+              value_parser = parse_watch_interval)]
+        watch: Option<Duration>,
+        /// Ask the sidecar at URL (http://HOST:7070, or https:// with node.tls in the config,
+        /// whose CA and certificate are used) instead of the local one.
+        #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
+        url: Option<String>,
     },
     /// Planned switchover to the peer (or NODE). Exits 0 once the target is active and every
     /// HAProxy routes to it.
+    ///
+    /// When stdin is a terminal it first shows what will happen ("switch over from jenkins01 to
+    /// jenkins02? [y/N]") and goes ahead only on "y"; --yes skips the question, and scripts
+    /// (stdin not a terminal) never see it.
     Failover {
         /// The node to make active (default: the one that is not active).
         #[arg(long, value_name = "NODE")]
@@ -86,6 +110,9 @@ pub enum Cmd {
         /// before handing over (e.g. 10m).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         wait_builds: Option<Duration>,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Maintenance mode: no automatic failover or step-down until `resume` (the lease is still
     /// held and renewed; a planned `failover` still works).
@@ -114,4 +141,13 @@ pub enum Cmd {
     /// Print the man page jenkins-ha(1) to stdout, as roff.
     #[command(hide = true)]
     Man,
+}
+
+/// `status --watch INTERVAL`: a duration from 100ms to 1h.
+fn parse_watch_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{text:?} must be from 100ms to 1h"));
+    }
+    Ok(d)
 }

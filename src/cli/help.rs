@@ -21,12 +21,17 @@ pub const SECTIONS: &[(&str, &[(&str, &str)])] = &[
             (
                 "1",
                 "a runtime failure: run cannot start (node.listen cannot be bound, for example), \
-                 the local sidecar does not answer (status), the output cannot be written",
+                 the sidecar does not answer (status), a failover is refused, fails or is not \
+                 confirmed, the output cannot be written",
             ),
             (
                 "2",
                 "the config is invalid (one line names the file, the line and the field), or the \
                  command line is wrong",
+            ),
+            (
+                "3",
+                "status: the sidecar answered but no node is active",
             ),
         ],
     ),
@@ -54,6 +59,11 @@ pub const SECTIONS: &[(&str, &[(&str, &str)])] = &[
             (
                 "/etc/jenkins-ha/jenkins.token",
                 "the API token of the Jenkins user (jenkins.api_token_file); mode 600",
+            ),
+            (
+                "/etc/jenkins-ha/tls/",
+                "node.tls: this node's certificate and key (key mode 600) and the cluster CA, \
+                 when the API serves HTTPS",
             ),
             (
                 "<jenkins.home>/.jenkins-ha/",

@@ -22,11 +22,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use self::args::{Cli, Cmd};
-use self::client::Sidecar;
+use self::client::{Sidecar, SidecarError};
 use crate::config::Config;
 use crate::io::haproxy::HaproxyClient;
 use crate::io::jenkins::{Health, JenkinsClient};
-use crate::status::render_table;
+use crate::status::{render_table, ClusterStatus};
 
 /// `status` when the sidecar answered but no node is active.
 pub const EXIT_NO_ACTIVE: u8 = 3;
@@ -43,12 +43,13 @@ pub fn main() -> ExitCode {
     match cli.command {
         Cmd::Run { log_format } => run(&cli.config, log_format == "json"),
         Cmd::CheckConfig => check_config(&cli.config),
-        Cmd::Status { json } => status(&cli.config, json),
+        Cmd::Status { json, watch, url } => status(&cli.config, json, watch, url),
         Cmd::Failover {
             to,
             force,
             wait_builds,
-        } => failover(&cli.config, to, force, wait_builds.unwrap_or_default()),
+            yes,
+        } => failover(&cli.config, to, force, wait_builds.unwrap_or_default(), yes),
         Cmd::Pause => pause(&cli.config, true),
         Cmd::Resume => pause(&cli.config, false),
         Cmd::History { json, limit } => history(&cli.config, json, limit),
@@ -165,9 +166,14 @@ fn check_config(path: &Path) -> ExitCode {
         }
     });
     println!(
-        "{}: valid (node {}, {}, {} HAProxy socket(s), lease in {})",
+        "{}: valid (node {}{}, {}, {} HAProxy socket(s), lease in {})",
         config.path.display(),
         config.node.name,
+        match &config.node.tls {
+            Some(t) if t.require_client_cert => ", API over HTTPS with client certificates",
+            Some(_) => ", API over HTTPS",
+            None => "",
+        },
         config.peers_phrase(),
         config.haproxy.sockets.len(),
         config.lease_location()
@@ -175,36 +181,216 @@ fn check_config(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn status(path: &Path, json: bool) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let sidecar = Sidecar::local(&config);
-    let (body, status) = match block_on(sidecar.status()) {
-        Ok(answer) => answer,
-        Err(e) => {
-            eprintln!("jenkins-ha: {e}");
-            return ExitCode::from(1);
+fn status(path: &Path, json: bool, watch: Option<Duration>, url: Option<String>) -> ExitCode {
+    // With --url and http://, the config is only needed if it exists (an operator's
+    // workstation may have none); https:// needs its node.tls.
+    let config = if url.is_some() && !path.exists() {
+        None
+    } else {
+        match load(path) {
+            Ok(c) => Some(c),
+            Err(code) => return code,
         }
     };
-    if json {
-        println!("{}", String::from_utf8_lossy(&body).trim_end());
-    } else {
-        print!("{}", render_table(&status));
-    }
-    if status.active.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NO_ACTIVE)
+    let sidecar = match (&url, &config) {
+        (None, Some(c)) => Sidecar::local(c),
+        (Some(u), c) => {
+            let u = u.trim_end_matches('/');
+            let https = u.starts_with("https://");
+            if !https && !u.starts_with("http://") {
+                eprintln!("jenkins-ha: --url {u}: must start with http:// or https://");
+                return ExitCode::from(2);
+            }
+            if https && c.as_ref().and_then(|c| c.node.tls.as_ref()).is_none() {
+                eprintln!(
+                    "jenkins-ha: --url {u}: https:// needs node.tls in {} (its ca_file verifies the sidecar, its certificate identifies this client)",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            Sidecar::at(u, c.as_ref())
+        }
+        (None, None) => return ExitCode::from(2),
+    };
+    match watch {
+        None => block_on(async {
+            let round = sidecar.status().await;
+            let code = status_code(&round);
+            match round {
+                Ok((body, status)) => {
+                    let text = if json {
+                        format!("{}\n", String::from_utf8_lossy(&body).trim_end())
+                    } else {
+                        render_table(&status)
+                    };
+                    if !emit(&text) {
+                        return ExitCode::from(1);
+                    }
+                }
+                Err(e) => eprintln!("jenkins-ha: {e}"),
+            }
+            ExitCode::from(code)
+        }),
+        Some(every) => block_on(watch_status(&sidecar, json, every)),
     }
 }
 
-fn failover(path: &Path, to: Option<String>, force: bool, wait_builds: Duration) -> ExitCode {
+/// The exit code of one `status` round: 0 a node is active, 3 none is, 1 no answer.
+fn status_code(round: &Result<(bytes::Bytes, ClusterStatus), SidecarError>) -> u8 {
+    match round {
+        Ok((_, s)) if s.active.is_some() => 0,
+        Ok(_) => EXIT_NO_ACTIVE,
+        Err(_) => 1,
+    }
+}
+
+/// Writes `text` to stdout; false when it cannot (a closed pipe).
+fn emit(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
+}
+
+/// `status --watch`: a round every `every` until SIGINT or SIGTERM; the exit code is the last
+/// round's (1 when stdout closes). On a terminal each round redraws the screen; elsewhere (a
+/// pipe, a file) rounds follow each other, tables separated by a blank line and JSON one object
+/// per line, with no escape codes.
+async fn watch_status(sidecar: &Sidecar, json: bool, every: Duration) -> ExitCode {
+    use futures_util::StreamExt;
+    let terminal = std::io::stdout().is_terminal() && !json;
+    let mut signals = match signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("jenkins-ha: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut code;
+    let mut first = true;
+    loop {
+        let round = sidecar.status().await;
+        code = status_code(&round);
+        let text = match (&round, json) {
+            (Ok((body, _)), true) => {
+                // One line per round: the document, compacted.
+                let line = serde_json::from_slice::<serde_json::Value>(body)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(body).replace('\n', " "));
+                format!("{line}\n")
+            }
+            (Ok((_, status)), false) => render_table(status),
+            (Err(e), _) if terminal => format!("jenkins-ha: {e}\n"),
+            (Err(e), _) => {
+                eprintln!("jenkins-ha: {e}");
+                String::new()
+            }
+        };
+        let text = if terminal {
+            // Home and clear the screen, then a header like watch(1)'s.
+            format!(
+                "\x1b[H\x1b[2JEvery {}: jenkins-ha status ({}), {}; Ctrl-C to stop\n\n{text}",
+                crate::config::show(every),
+                sidecar.base(),
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            )
+        } else if !first && !json && !text.is_empty() {
+            format!("\n{text}")
+        } else {
+            text
+        };
+        if !text.is_empty() {
+            first = false;
+            if !emit(&text) {
+                return ExitCode::from(1);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = signals.next() => break,
+        }
+    }
+    signals.handle().close();
+    ExitCode::from(code)
+}
+
+/// Asks "switch over from A to B? [y/N]" on the terminal, from the status the local sidecar
+/// gives now. True to go ahead. A request the sidecar will refuse, or one with nothing to do,
+/// is not asked about: the sidecar's answer says so and nothing changes.
+fn confirm_failover(
+    config: &Config,
+    to: Option<&str>,
+    force: bool,
+    wait_builds: Duration,
+) -> Result<bool, String> {
+    use crate::core::cluster::{switchover, Switchover};
+    let (_, status) = block_on(Sidecar::local(config).status()).map_err(|e| e.to_string())?;
+    let me = status.reporter.as_str();
+    let plan = switchover(
+        me,
+        to,
+        force,
+        &status.candidates(),
+        status.active.as_deref(),
+    );
+    let mut question = match plan {
+        Err(_) | Ok(Switchover::AlreadyActive { .. }) => return Ok(true),
+        Ok(Switchover::HandOver { to }) => format!("switch over from {me} to {to}"),
+        Ok(Switchover::Forward { to, via }) => format!("switch over from {via} to {to}"),
+        Ok(Switchover::ForceTakeover) => format!(
+            "force a takeover by {me}: the active node {} is unreachable; {me} takes over once its lease has run out (up to {})",
+            status.lease.holder.as_deref().unwrap_or("(unknown)"),
+            crate::config::show(config.timing.lease_timeout)
+        ),
+    };
+    if force {
+        question.push_str(", overriding the health checks (--force)");
+    }
+    if !wait_builds.is_zero() {
+        question.push_str(&format!(
+            ", after waiting up to {} for running builds",
+            crate::config::show(wait_builds)
+        ));
+    }
+    eprint!("{question}? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+fn failover(
+    path: &Path,
+    to: Option<String>,
+    force: bool,
+    wait_builds: Duration,
+    yes: bool,
+) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if !yes && std::io::stdin().is_terminal() {
+        match confirm_failover(&config, to.as_deref(), force, wait_builds) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("jenkins-ha: failover not confirmed; nothing changed");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("jenkins-ha: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     report(block_on(ops::failover(
         &config,
         to,

@@ -13,7 +13,9 @@
 //! - [`reason`]: the structured reason: a [`ReasonKind`] for code, a sentence for people.
 //! - [`decide`]: the rules, applied once per tick by [`Core`].
 //! - [`cluster`]: the cluster as `status` shows it, `/active`, and switchover eligibility.
+//! - [`catch_up`]: how a promotion catches its Jenkins up, and what becomes of queued builds.
 
+pub mod catch_up;
 pub mod cluster;
 pub mod decide;
 pub mod model;

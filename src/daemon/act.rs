@@ -32,7 +32,7 @@ impl Actor {
     pub async fn act(&mut self, core: &mut Core, decision: &Decision) -> bool {
         self.jenkins_goal.send_if_modified(|goal| {
             let mut next = goal.clone();
-            merge_jenkins_goal(&mut next, &decision.actions);
+            merge_jenkins_goal(&mut next, decision);
             set(goal, next)
         });
         let mut claimed = false;
@@ -163,9 +163,9 @@ impl Actor {
 
 /// Folds a decision's Jenkins actions into the goal: the mode they describe (if any; a
 /// decision that only claims leaves it as it is), and the latest fencing and restart asked for.
-pub fn merge_jenkins_goal(goal: &mut JenkinsGoal, actions: &[Action]) {
+pub fn merge_jenkins_goal(goal: &mut JenkinsGoal, decision: &Decision) {
     let mut mode = None;
-    for action in actions {
+    for action in &decision.actions {
         match action {
             Action::KeepQuiet => {
                 mode.get_or_insert(Mode::Standby { prepare: None });

@@ -8,6 +8,10 @@
 //! - `POST /v1/heartbeat`, `POST /failover`, `POST /pause`, `POST /resume`: need
 //!   `Authorization: Bearer <cluster token>`, compared in constant time. Without it: 401, and
 //!   nothing changes.
+//!
+//! With `node.tls` the API serves HTTPS only ([`super::listener`]); with `require_client_cert`
+//! every call but `GET /active` and `GET /health` also needs a client certificate that the
+//! cluster CA verified, or it gets a 403 (the bearer token is still needed on top).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use super::listener::{accept_tls, Caller, RefusalLog};
 use super::peer::{decode_heartbeat, MAX_HEARTBEAT};
 use super::shared::Shared;
 use crate::core::cluster::{self, Switchover};
@@ -78,13 +83,34 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     r
 }
 
+fn client_cert_required() -> Reply {
+    text(
+        StatusCode::FORBIDDEN,
+        "403 forbidden: this call needs a client certificate signed by the cluster CA \
+         (node.tls.require_client_cert is on); only GET /active and GET /health answer without one",
+    )
+}
+
 async fn handle(
     shared: Arc<Shared>,
-    client: SocketAddr,
+    caller: Caller,
+    refusals: Arc<RefusalLog>,
     request: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
+    let client = caller.addr;
+    if caller.lacks_required_cert(&method, &path) {
+        refusals.warn(
+            client,
+            &format!("no client certificate {path}"),
+            &format!(
+                "refused {method} {} from {client}: no client certificate, and node.tls.require_client_cert is set",
+                crate::escape_controls(&path)
+            ),
+        );
+        return Ok(client_cert_required());
+    }
     let get_only = |answer: fn(&Shared) -> Reply| {
         if method == Method::GET || method == Method::HEAD {
             answer(&shared)
@@ -229,7 +255,7 @@ async fn failover(shared: &Shared, client: SocketAddr, request: Request<Incoming
     }
     let me = shared.config.node.name.clone();
     let status = shared.cluster_status();
-    let nodes = shared.candidates(&status);
+    let nodes = status.candidates();
     let plan = cluster::switchover(
         &me,
         req.to.as_deref(),
@@ -309,7 +335,8 @@ async fn forward_failover(shared: &Shared, req: &FailoverRequest, to: &str, via:
         );
     };
     let url = format!("{}/failover", peer.url);
-    let result = crate::io::http_client::HttpClient::new()
+    let result = shared
+        .sidecar_client()
         .send(
             Method::POST,
             &url,
@@ -360,7 +387,11 @@ async fn pause(shared: &Shared, client: SocketAddr, paused: bool) -> Reply {
 }
 
 /// Serves the API until the task is dropped; the connections in flight are dropped with it.
+/// Speaks HTTPS when `node.tls` was set at start (each connection takes the certificates that
+/// are current when it is accepted, so a SIGHUP rotates them for the next connections).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let tls_on = shared.live.tls().is_some();
+    let refusals = Arc::new(RefusalLog::new());
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -377,16 +408,75 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let refusals = refusals.clone();
         connections.spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(shared.clone(), client, req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = conn.await;
+            let tls = if tls_on { shared.live.tls() } else { None };
+            match tls {
+                None => serve_connection(stream, Caller::plain(client), shared, refusals).await,
+                Some(tls) => {
+                    let rotated = shared.live.tls_changes();
+                    if let Some((stream, caller)) =
+                        accept_tls(stream, client, &tls, &refusals).await
+                    {
+                        serve_tls_connection(stream, caller, shared, refusals, rotated).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// Serves HTTP/1.1 on one TLS connection until it closes, or until SIGHUP brings new
+/// certificates: the connection is then closed after the request in flight, and the client
+/// reconnects and verifies (and is verified with) the new ones. Without that, a keep-alive
+/// connection (heartbeats every interval) would keep the old certificates for ever.
+async fn serve_tls_connection(
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    caller: Caller,
+    shared: Arc<Shared>,
+    refusals: Arc<RefusalLog>,
+    mut rotated: tokio::sync::watch::Receiver<u64>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        handle(shared.clone(), caller, refusals.clone(), req)
+    });
+    let conn = http1_builder().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    rotated.borrow_and_update();
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        changed = rotated.changed() => {
+            if changed.is_ok() {
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    let _ = conn.await;
+}
+
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Serves HTTP/1.1 on one plain connection until it closes.
+async fn serve_connection<S>(
+    stream: S,
+    caller: Caller,
+    shared: Arc<Shared>,
+    refusals: Arc<RefusalLog>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        handle(shared.clone(), caller, refusals.clone(), req)
+    });
+    let _ = http1_builder()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 #[cfg(test)]

@@ -8,9 +8,14 @@
 //!
 //! - `Standby`: quiet-down, asserted once per JVM (a restart forgets it; `X-Jenkins-Session`
 //!   tells), and the standby follows JENKINS_HOME: the watcher's plans become per-item or full
-//!   reloads. `prepare`: a switchover hands us a term; catch up now, still quiet.
-//! - `Promote`: still quiet; catch up with the disk (first pass), then, once the other nodes'
-//!   Jenkins are fenced, a final pass that re-reads whatever the old active wrote until then.
+//!   reloads, build records included, so that its Jenkins stays current. While it cannot tell
+//!   what its Jenkins has loaded (the sidecar started while Jenkins already ran), it checks the
+//!   items one by one in the background. It cancels queued builds the live active certainly
+//!   built. `prepare`: a switchover hands us a term; catch up now, still quiet.
+//! - `Promote`: still quiet; catch up with the disk (first pass: per-item reloads, or a full
+//!   reload when the core's [`catch_up_kind`] says so), then, once the other nodes' Jenkins are
+//!   fenced, a final pass that re-reads whatever the old active wrote until then, and cancels
+//!   the queued builds the old active already built.
 //! - `Active`: out of quiet-down once per term and JVM, never after the lease's deadline; or
 //!   quiet while a switchover drains it, counting its running builds.
 //!
@@ -26,20 +31,36 @@ use tokio::task::JoinSet;
 use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
+use crate::core::catch_up::{
+    catch_up_kind, stale_next_numbers, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch,
+    QueuedBuild,
+};
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
+use crate::io::build_numbers;
 use crate::io::clock;
 use crate::io::jenkins::{JenkinsClient, JenkinsError};
 use crate::io::lease::unix_ms;
 use crate::io::watch::{BatchConfig, HomeWatch, ReloadPlan, WatchConfig};
 use crate::lock;
-use crate::status::{ReloadRecord, WatchState};
+use crate::status::{PromotionRecord, ReloadRecord, WatchState};
+
+/// Items checked per round while the standby learns what its Jenkins has loaded.
+const RESYNC_CHUNK: usize = 50;
+
+/// Clock skew allowed between the hosts when a queued build is matched with the start of the
+/// other controller's newest build of that job (the README asks for NTP: skew well under this).
+const QUEUE_TOLERANCE_MS: u64 = 50;
+
+/// Threads reading `nextBuildNumber` files at a promotion.
+const NUMBER_READERS: usize = 16;
 
 /// The mode the decision wants the local Jenkins in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Starting: leave it as it is. Changes seen on disk meanwhile wait in the watcher.
     Leave,
-    /// Keep it in quiet-down and follow JENKINS_HOME; `prepare`: catch up for that handed-over term.
+    /// Keep it in quiet-down and follow JENKINS_HOME; `prepare`: catch up for that handed-over
+    /// term. Builds its queue holds that the active already ran are cancelled.
     Standby { prepare: Option<u64> },
     /// Catch up for `term`, still quiet (`prepared`: a switchover did the first pass); the final
     /// pass once `final_pass` (the other nodes' Jenkins are fenced).
@@ -102,6 +123,13 @@ pub struct JenkinsState {
     /// The JENKINS_HOME watcher, once started.
     pub watch: Option<WatchState>,
     pub last_error: Option<String>,
+    /// What this node knows of what its Jenkins has loaded.
+    pub knowledge: Knowledge,
+    /// Files changed on disk that only a restart of this Jenkins applies, and since when.
+    pub restart_needed: std::collections::BTreeMap<String, u64>,
+    pub last_promotion: Option<PromotionRecord>,
+    /// Queued builds cancelled: on the standby (the live active built them) and at promotions.
+    pub queue_cancelled: u64,
 }
 
 /// What the JENKINS_HOME watcher needs.
@@ -143,12 +171,24 @@ pub struct JenkinsControl {
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     asserted: Mutex<Option<Asserted>>,
+    /// Items still to check while learning what Jenkins has loaded.
+    resync: Mutex<std::collections::VecDeque<String>>,
+    /// The JVM (session epoch) last seen, to notice restarts.
+    session_seen: Mutex<Option<u64>>,
+    /// Jenkins was seen down after the watcher's baseline: once it is up, it loaded the disk
+    /// after that baseline, and every later change is in the watcher.
+    down_after_baseline: Mutex<bool>,
+    /// When the quiet Jenkins' queue was last listed, and what the listings told.
+    last_listing: Mutex<Option<std::time::Instant>>,
+    queue_watch: Mutex<QueueWatch>,
+    /// JENKINS_HOME, when it is watched.
+    home: Option<std::path::PathBuf>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
 fn same_work(at_start: &Mode, now: &Mode) -> bool {
     match (at_start, now) {
-        (Mode::Standby { prepare: a }, Mode::Standby { prepare: b }) => a == b,
+        (Mode::Standby { prepare: a, .. }, Mode::Standby { prepare: b, .. }) => a == b,
         (Mode::Promote { term: a, .. }, Mode::Promote { term: b, .. }) => a == b,
         _ => false,
     }
@@ -171,6 +211,12 @@ impl JenkinsControl {
             metrics: handles.metrics,
             wake: handles.wake,
             asserted: Mutex::new(None),
+            resync: Mutex::new(Default::default()),
+            session_seen: Mutex::new(None),
+            down_after_baseline: Mutex::new(false),
+            last_listing: Mutex::new(None),
+            queue_watch: Mutex::new(QueueWatch::default()),
+            home: None,
         }
     }
 
@@ -215,7 +261,8 @@ impl JenkinsControl {
 
     /// Runs until the goal channel closes. With `watch`, it also watches JENKINS_HOME and
     /// follows its configuration on a standby.
-    pub async fn run(self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+    pub async fn run(mut self, mut goal: watch::Receiver<JenkinsGoal>, watch: Option<WatchSetup>) {
+        self.home = watch.as_ref().map(|w| w.home.clone());
         let mut side = JoinSet::new();
         let mut home_watch: Option<HomeWatch> = None;
         let mut starting = JoinSet::new();
@@ -252,9 +299,10 @@ impl JenkinsControl {
                 side.spawn(run_restart_command(self.live.get().restart_command));
             }
             self.apply(&current.mode, &mut goal, &mut home_watch).await;
-            // Only a standby takes plans; a promotion's passes flush what waits, and the active
-            // wrote its changes itself. What the watcher sees meanwhile waits in its batch.
-            let follow = matches!(goal.borrow().mode, Mode::Standby { .. });
+            // Only a standby takes plans; the catch-ups of a promotion or of a switchover's
+            // preparation flush what waits, and the active wrote its changes itself. What the
+            // watcher sees meanwhile waits in its batch.
+            let follow = matches!(goal.borrow().mode, Mode::Standby { prepare: None, .. });
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(self.interval) => {}
@@ -308,7 +356,7 @@ impl JenkinsControl {
         }
         self.update(|s| {
             let last_plan = s.watch.as_ref().and_then(|x| x.last_plan.clone());
-            s.current = !w.pending();
+            s.current = s.knowledge == Knowledge::Known && !w.pending();
             s.watch = Some(WatchState {
                 mode: w.mode().to_string(),
                 reason: w.reason().to_string(),
@@ -329,24 +377,35 @@ impl JenkinsControl {
         goal: &mut watch::Receiver<JenkinsGoal>,
         home_watch: &mut Option<HomeWatch>,
     ) {
+        self.track_jvm(home_watch.is_some());
         match mode {
             Mode::Leave => {}
             Mode::Standby { prepare } => {
                 self.keep_quiet().await;
+                self.watch_queue().await;
                 if let Some(term) = prepare {
+                    let changed = home_watch.as_ref().is_some_and(|w| w.pending());
+                    if changed && self.snapshot().prepared_for == Some(*term) {
+                        tracing::info!(
+                            "config changed after the switchover's catch-up; catching up again"
+                        );
+                        self.update(|s| s.prepared_for = None);
+                    }
                     if self.snapshot().prepared_for != Some(*term) {
                         tracing::info!(
                             "preparing to take over term {term}: catching up while still quiet"
                         );
                         if self
-                            .first_pass(ReloadPurpose::Prepare(*term), mode, goal, home_watch)
+                            .catch_up(ReloadPurpose::Prepare(*term), mode, goal, home_watch)
                             .await
                         {
                             self.update(|s| s.prepared_for = Some(*term));
                             self.wake.notify_one();
                         }
                     }
+                    return;
                 }
+                self.resync_step(home_watch).await;
             }
             Mode::Promote {
                 term,
@@ -354,6 +413,7 @@ impl JenkinsControl {
                 final_pass,
             } => {
                 self.keep_quiet().await;
+                self.watch_queue().await;
                 let phase = self
                     .snapshot()
                     .catch_up
@@ -362,23 +422,25 @@ impl JenkinsControl {
                 let first_done = *prepared || phase >= Some(CatchUpPhase::FirstPassDone);
                 if !first_done {
                     self.set_phase(*term, CatchUpPhase::Started);
-                    tracing::info!("promoting Jenkins for term {term}: catching up with JENKINS_HOME (full reload), still quiet");
                     if !self
-                        .first_pass(ReloadPurpose::Promote(*term), mode, goal, home_watch)
+                        .catch_up(ReloadPurpose::Promote(*term), mode, goal, home_watch)
                         .await
                     {
                         return;
                     }
                     self.set_phase(*term, CatchUpPhase::FirstPassDone);
                 } else if phase < Some(CatchUpPhase::FirstPassDone) {
-                    // Prepared by the switchover: the first pass is behind us.
+                    // Prepared by the switchover: the first pass is behind us, and its record
+                    // (made for the term handed over) is this term's promotion.
                     self.set_phase(*term, CatchUpPhase::FirstPassDone);
+                    self.update(|s| {
+                        if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term < *term) {
+                            p.term = *term;
+                        }
+                    });
                 }
                 if *final_pass && phase < Some(CatchUpPhase::Done) {
-                    // The other nodes' Jenkins are fenced now: whatever the old active wrote
-                    // until then is on disk. Re-read it before builds may start.
-                    let items = self.flush_watch(home_watch).await;
-                    self.reload_items(&items).await;
+                    self.final_pass(*term, mode, goal, home_watch).await;
                     self.set_phase(*term, CatchUpPhase::Done);
                     tracing::info!("Jenkins caught up for term {term}");
                 }
@@ -402,6 +464,201 @@ impl JenkinsControl {
                 }
             }
         }
+    }
+
+    /// Notices a new JVM (its restart applied every file, so what needed a restart no longer
+    /// does) and a Jenkins that started after the watcher's baseline (it loaded the disk as the
+    /// watcher knows it: nothing to check item by item).
+    fn track_jvm(&self, watching: bool) {
+        let h = self.checks.snapshot();
+        {
+            let mut seen = lock(&self.session_seen);
+            if seen.is_some_and(|s| s != h.session_epoch) {
+                tracing::info!("Jenkins restarted: it read every file again at its start");
+                self.update(|s| s.restart_needed.clear());
+            }
+            *seen = Some(h.session_epoch);
+        }
+        if !watching || self.snapshot().knowledge == Knowledge::Known {
+            return;
+        }
+        let mut down = lock(&self.down_after_baseline);
+        if h.word == "down" {
+            *down = true;
+        } else if *down && h.word == "up" {
+            tracing::info!(
+                "Jenkins started after the JENKINS_HOME watcher's baseline: what it loaded is known"
+            );
+            lock(&self.resync).clear();
+            self.update(|s| s.knowledge = Knowledge::Known);
+        }
+    }
+
+    /// One step of learning what a Jenkins of unknown state has loaded: the top-level items it
+    /// has are compared with the disk (a full reload when they differ), then every item is
+    /// reloaded, a chunk per round, in the background. Jenkins keeps answering meanwhile.
+    async fn resync_step(&self, home_watch: &mut Option<HomeWatch>) {
+        let knowledge = self.snapshot().knowledge;
+        if knowledge == Knowledge::Known {
+            return;
+        }
+        let Some(w) = home_watch.as_mut() else {
+            return;
+        };
+        let h = self.checks.snapshot();
+        if h.word != "up" || h.failures > 0 {
+            return;
+        }
+        if let Knowledge::Unknown(_) = knowledge {
+            let Some(names) = w.item_names() else {
+                return;
+            };
+            match self.client.info().await {
+                Ok(info) => {
+                    let loaded: std::collections::BTreeSet<&str> =
+                        info.jobs.iter().map(String::as_str).collect();
+                    let on_disk: std::collections::BTreeSet<&str> = names
+                        .iter()
+                        .filter(|n| !n.contains('/'))
+                        .map(String::as_str)
+                        .collect();
+                    if loaded != on_disk {
+                        w.force_full("the top-level items Jenkins has loaded differ from the disk");
+                    }
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    return;
+                }
+            }
+            tracing::info!(
+                "checking what Jenkins has loaded: {} items, one by one, in the background",
+                names.len()
+            );
+            let left = names.len();
+            *lock(&self.resync) = names.into();
+            self.update(|s| s.knowledge = Knowledge::Resyncing { left });
+        }
+        let chunk: Vec<String> = {
+            let mut queue = lock(&self.resync);
+            let n = queue.len().min(RESYNC_CHUNK);
+            queue.drain(..n).collect()
+        };
+        let (not_loaded, failed) = self.reload_items(&chunk).await;
+        for item in &not_loaded {
+            w.item_not_loaded(item);
+        }
+        let left = {
+            let mut queue = lock(&self.resync);
+            for item in failed.into_iter().rev() {
+                queue.push_front(item);
+            }
+            queue.len()
+        };
+        if left == 0 {
+            tracing::info!("what Jenkins has loaded is known: every item was checked");
+            self.update(|s| s.knowledge = Knowledge::Known);
+        } else {
+            self.update(|s| s.knowledge = Knowledge::Resyncing { left });
+        }
+    }
+
+    /// On a quiet Jenkins, at most once an interval: lists its queue, reads the queued jobs'
+    /// `nextBuildNumber`, and cancels the builds another controller already ran (see
+    /// [`QueueWatch`]).
+    async fn watch_queue(&self) {
+        {
+            let mut last = lock(&self.last_listing);
+            if last.is_some_and(|t| t.elapsed() < self.interval) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let Some(queued) = self.list_queue().await else {
+            return;
+        };
+        let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
+        self.log_queue(&queued, &cancel);
+        let cancelled = self.cancel_queued(&cancel).await;
+        if cancelled > 0 {
+            tracing::debug!(
+                "cancelled {cancelled} queued build(s) on this quiet Jenkins: another controller ran them"
+            );
+        }
+    }
+
+    /// Lists the queue, reads each queued job's `nextBuildNumber` right after, and returns the
+    /// items with what the listings tell; `None` when Jenkins did not answer.
+    async fn list_queue(&self) -> Option<Vec<QueuedBuild>> {
+        let queue = match self.client.queue().await {
+            Ok(queue) => queue,
+            Err(e) => {
+                self.note_error(&e);
+                return None;
+            }
+        };
+        let listed_at = unix_ms();
+        let listing: Vec<ListedItem> = queue
+            .into_iter()
+            .filter_map(|q| {
+                Some(ListedItem {
+                    id: q.id,
+                    job: q.job?,
+                    queued_at_ms: q.in_queue_since,
+                    requests: q.requests,
+                })
+            })
+            .collect();
+        let newest = match (&self.home, listing.is_empty()) {
+            (Some(home), false) => {
+                let home = home.clone();
+                let jobs: Vec<String> = listing.iter().map(|i| i.job.clone()).collect();
+                tokio::task::spawn_blocking(move || {
+                    build_numbers::read_newest_builds(&home, &jobs, 4)
+                        .into_iter()
+                        .map(|(job, b)| (job, (b.next, b.started_ms)))
+                        .collect()
+                })
+                .await
+                .unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
+        Some(lock(&self.queue_watch).observe(&listing, listed_at, &newest))
+    }
+
+    fn log_queue(&self, queued: &[QueuedBuild], cancel: &[u64]) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        for q in queued {
+            tracing::debug!(
+                "queue item {} ({}): {} request(s), the newest after {} and by {}; next build number {:?} then, {:?} now; last build started {:?}: {}",
+                q.id,
+                q.job,
+                q.requests,
+                q.newest_after_ms,
+                q.newest_by_ms,
+                q.next_at_newest,
+                q.next_now,
+                q.last_build_ms,
+                if cancel.contains(&q.id) { "run elsewhere, cancelled" } else { "kept" }
+            );
+        }
+    }
+
+    /// Cancels queued builds; returns how many went.
+    async fn cancel_queued(&self, ids: &[u64]) -> usize {
+        let mut cancelled = 0;
+        for id in ids {
+            match self.client.cancel_queue_item(*id).await {
+                Ok(true) => cancelled += 1,
+                Ok(false) => {}
+                Err(e) => self.note_error(&e),
+            }
+        }
+        self.update(|s| s.queue_cancelled += cancelled as u64);
+        cancelled
     }
 
     fn set_phase(&self, term: u64, phase: CatchUpPhase) {
@@ -464,20 +721,108 @@ impl JenkinsControl {
         self.update(|s| s.last_error = Some(text));
     }
 
-    /// The first pass of a catch-up (a promotion's, or a switchover's preparation): the edits
-    /// not yet applied go along, nested ones re-read first (a full reload keeps the folder
-    /// children it already has, and users may be sent here as soon as the full reload
-    /// begins), then `POST /reload` (build history and `nextBuildNumber` may have moved), the
-    /// wait until it is over, and the nested items edited meanwhile. False when it did not end.
-    async fn first_pass(
+    /// The first pass of a catch-up (a promotion's, or a switchover's preparation): what waits
+    /// in the watcher (and what is left of a check item by item), applied the way the core's
+    /// [`catch_up_kind`] says: per-item reloads only (Jenkins keeps answering; the time does not
+    /// grow with the home), or a full reload. False when it did not end.
+    async fn catch_up(
         &self,
         purpose: ReloadPurpose,
         mode: &Mode,
         goal: &mut watch::Receiver<JenkinsGoal>,
         home_watch: &mut Option<HomeWatch>,
     ) -> bool {
-        let mut pending = self.flush_watch(home_watch).await;
-        self.reload_items(&pending).await;
+        let started = std::time::Instant::now();
+        let term = match purpose {
+            ReloadPurpose::Promote(t) | ReloadPurpose::Prepare(t) => t,
+            _ => 0,
+        };
+        let pending = self.flush_watch(home_watch).await;
+        let (full_why, mut items) = match &pending {
+            Some(plan) => {
+                self.note_restart_needed(plan);
+                (plan.full_why.clone(), plan.items.clone())
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let knowledge = self.snapshot().knowledge;
+        let kind = catch_up_kind(&knowledge, &full_why, items.len());
+        let what = match purpose {
+            ReloadPurpose::Prepare(_) => "preparing the switchover",
+            _ => "promoting Jenkins",
+        };
+        tracing::info!("{what} for term {term}: {}", kind.describe());
+        let done = match &kind {
+            CatchUpKind::Items { .. } => {
+                // What is left of a check item by item goes along.
+                let left: Vec<String> = lock(&self.resync).drain(..).collect();
+                items.extend(left);
+                items.sort();
+                items.dedup();
+                let (not_loaded, failed) = self.reload_items(&items).await;
+                if not_loaded.is_empty() && failed.is_empty() {
+                    if let ReloadPurpose::Promote(term) = purpose {
+                        // Jenkins serves nothing stale from here.
+                        self.set_phase(term, CatchUpPhase::Current);
+                    }
+                    true
+                } else {
+                    // An item Jenkins has not loaded (404) only a full reload loads; one that
+                    // failed must not be left stale: fall back to the full reload.
+                    let why = not_loaded
+                        .first()
+                        .map(|i| format!("{i} is not loaded in Jenkins (404 on its reload)"))
+                        .or_else(|| failed.first().map(|i| format!("the reload of {i} failed")))
+                        .unwrap_or_default();
+                    tracing::warn!("{what} for term {term}: falling back to a full reload: {why}");
+                    self.full_catch_up(purpose, mode, goal, home_watch, &items)
+                        .await
+                }
+            }
+            CatchUpKind::Full { .. } => {
+                self.full_catch_up(purpose, mode, goal, home_watch, &items)
+                    .await
+            }
+        };
+        if done {
+            lock(&self.resync).clear();
+            self.update(|s| {
+                s.knowledge = Knowledge::Known;
+                if term > 0 {
+                    s.last_promotion = Some(PromotionRecord {
+                        term,
+                        kind: match kind {
+                            CatchUpKind::Items { .. } => "incremental".into(),
+                            CatchUpKind::Full { .. } => "full".into(),
+                        },
+                        detail: kind.describe(),
+                        took_ms: started.elapsed().as_millis() as u64,
+                        cancelled_queued: 0,
+                        renumbered: 0,
+                    });
+                }
+            });
+            self.metrics.promotion(match kind {
+                CatchUpKind::Items { .. } => "incremental",
+                CatchUpKind::Full { .. } => "full",
+            });
+        }
+        done
+    }
+
+    /// The full-reload catch-up: the nested items first (a full reload keeps the folder
+    /// children it already has, and users may be sent here as soon as the full reload begins),
+    /// then `POST /reload`, the wait until it is over, and the nested items edited meanwhile.
+    async fn full_catch_up(
+        &self,
+        purpose: ReloadPurpose,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+        items: &[String],
+    ) -> bool {
+        let mut nested: Vec<String> = items.iter().filter(|i| i.contains('/')).cloned().collect();
+        self.reload_items(&nested).await;
         let kind = match purpose {
             ReloadPurpose::Promote(_) => "full (promotion)",
             ReloadPurpose::Prepare(_) => "full (switchover)",
@@ -486,43 +831,201 @@ impl JenkinsControl {
         if !self.full_reload(kind, purpose, mode, goal).await {
             return false;
         }
-        for item in self.flush_watch(home_watch).await {
-            if !pending.contains(&item) {
-                pending.push(item);
+        if let Some(plan) = self.flush_watch(home_watch).await {
+            self.note_restart_needed(&plan);
+            for item in plan.items {
+                if !nested.contains(&item) {
+                    nested.push(item);
+                }
             }
         }
-        self.reload_items(&pending).await;
+        self.reload_items(&nested).await;
         true
     }
 
-    /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may
-    /// hang). Returns the items to reload one by one alongside a full reload.
-    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Vec<String> {
-        let Some(w) = home_watch.as_mut() else {
-            return Vec::new();
+    /// The final pass of a promotion, once the other nodes' Jenkins are fenced: whatever the old
+    /// active wrote until then (build records above all), then the queued builds it had built
+    /// already are cancelled, so that `cancelQuietDown` starts only fires it never ran.
+    async fn final_pass(
+        &self,
+        term: u64,
+        mode: &Mode,
+        goal: &mut watch::Receiver<JenkinsGoal>,
+        home_watch: &mut Option<HomeWatch>,
+    ) {
+        if let Some(plan) = self.flush_watch(home_watch).await {
+            self.note_restart_needed(&plan);
+            if plan.full {
+                tracing::info!(
+                    "term {term}: the final pass needs a full reload: {}",
+                    plan.full_why.join("; ")
+                );
+                self.full_catch_up(
+                    ReloadPurpose::Promote(term),
+                    mode,
+                    goal,
+                    home_watch,
+                    &plan.items,
+                )
+                .await;
+            } else {
+                let (not_loaded, _) = self.reload_items(&plan.items).await;
+                if !not_loaded.is_empty() {
+                    self.full_catch_up(
+                        ReloadPurpose::Promote(term),
+                        mode,
+                        goal,
+                        home_watch,
+                        &plan.items,
+                    )
+                    .await;
+                }
+            }
+        }
+        let renumbered = self.check_next_numbers(term, home_watch).await;
+        let cancelled = self.triage_queue().await;
+        if cancelled > 0 {
+            tracing::info!(
+                "term {term}: cancelled {cancelled} queued build(s) the old active had already run"
+            );
+        }
+        self.update(|s| {
+            if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term == term) {
+                p.cancelled_queued = cancelled;
+                p.renumbered = renumbered;
+            }
+        });
+    }
+
+    /// The promotion's last check before builds start: every job's `nextBuildNumber`, read by
+    /// content (fresh even where `stat` is cached), against the numbers its Jenkins has in
+    /// memory; a job behind gets a per-item reload (see
+    /// [`crate::core::catch_up::stale_next_numbers`]). Returns how many.
+    async fn check_next_numbers(&self, term: u64, home_watch: &mut Option<HomeWatch>) -> usize {
+        let (Some(home), Some(items)) = (
+            self.home.clone(),
+            home_watch.as_ref().and_then(HomeWatch::item_names),
+        ) else {
+            tracing::warn!(
+                "term {term}: the next build numbers were not checked (JENKINS_HOME is not watched)"
+            );
+            return 0;
         };
+        let started = std::time::Instant::now();
+        let depth = items
+            .iter()
+            .map(|i| i.matches('/').count())
+            .max()
+            .unwrap_or(0);
+        let count = items.len();
+        let on_disk = match tokio::task::spawn_blocking(move || {
+            build_numbers::read_next_numbers(&home, &items, NUMBER_READERS)
+        })
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("term {term}: reading the next build numbers failed: {e}");
+                return 0;
+            }
+        };
+        for (job, why) in on_disk.unreadable.iter().take(5) {
+            tracing::warn!("term {term}: the next build number of {job}: {why}");
+        }
+        let in_memory = match self.client.next_build_numbers(depth).await {
+            Ok(numbers) => numbers,
+            Err(e) => {
+                tracing::warn!(
+                    "term {term}: could not read the next build numbers Jenkins has loaded: {e}"
+                );
+                return 0;
+            }
+        };
+        let stale = stale_next_numbers(&on_disk.numbers, &in_memory);
+        if stale.is_empty() {
+            tracing::info!(
+                "term {term}: next build numbers checked: {} jobs of {count} items, none behind the disk ({} ms)",
+                on_disk.numbers.len(),
+                started.elapsed().as_millis()
+            );
+            return 0;
+        }
+        tracing::info!(
+            "term {term}: {} job(s) were built elsewhere since this Jenkins loaded them and no stamp showed it yet (the file system's attribute cache): reloading {}",
+            stale.len(),
+            summarize(&stale)
+        );
+        let (_, failed) = self.reload_items(&stale).await;
+        if !failed.is_empty() {
+            tracing::warn!(
+                "term {term}: {} job(s) could not be reloaded; their next build may reuse a number: {}",
+                failed.len(),
+                summarize(&failed)
+            );
+        }
+        stale.len() - failed.len()
+    }
+
+    /// At promotion: the queued builds whose fire the old active built (see
+    /// [`crate::core::catch_up::triage`]) are cancelled. Returns how many.
+    async fn triage_queue(&self) -> usize {
+        let Some(queued) = self.list_queue().await else {
+            tracing::warn!("the queue could not be read before leaving quiet-down");
+            return 0;
+        };
+        let cancel = triage(&queued, QUEUE_TOLERANCE_MS);
+        self.log_queue(&queued, &cancel);
+        self.cancel_queued(&cancel).await
+    }
+
+    /// Remembers the files of a plan that only a restart applies, and since when.
+    fn note_restart_needed(&self, plan: &ReloadPlan) {
+        if plan.restart_needed.is_empty() {
+            return;
+        }
+        let now = unix_ms();
+        self.update(|s| {
+            for file in &plan.restart_needed {
+                if !s.restart_needed.contains_key(file) {
+                    tracing::warn!(
+                        "{file} changed on disk: no reload applies it, only a restart of this node's Jenkins"
+                    );
+                    s.restart_needed.insert(file.clone(), now);
+                }
+            }
+        });
+    }
+
+    /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may
+    /// hang).
+    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Option<ReloadPlan> {
+        let w = home_watch.as_mut()?;
         let bound = (self.interval * 4).max(Duration::from_secs(2));
         match tokio::time::timeout(bound, w.flush()).await {
             Ok(Ok(Some(plan))) => {
-                tracing::info!("applying pending JENKINS_HOME changes with this reload: {plan}");
-                plan.items
+                tracing::info!("applying pending JENKINS_HOME changes: {plan}");
+                Some(plan)
             }
-            Ok(Ok(None)) => Vec::new(),
+            Ok(Ok(None)) => None,
             Ok(Err(e)) => {
-                tracing::warn!("JENKINS_HOME scan before the reload failed: {e}");
-                Vec::new()
+                tracing::warn!("JENKINS_HOME scan before the catch-up failed: {e}");
+                None
             }
             Err(_) => {
-                tracing::warn!("JENKINS_HOME scan before the reload did not finish in {bound:?}; reloading anyway");
-                Vec::new()
+                tracing::warn!(
+                    "JENKINS_HOME scan before the catch-up did not finish in {bound:?}; going on"
+                );
+                None
             }
         }
     }
 
-    /// Per-item reloads (`POST /job/.../reload`). Returns the items Jenkins has not loaded
-    /// (404: new ones, which only a full reload picks up).
-    async fn reload_items(&self, items: &[String]) -> Vec<String> {
+    /// Per-item reloads (`POST /job/.../reload`), in order (a folder before its children).
+    /// Returns the items Jenkins has not loaded (404: new ones, which only a full reload or
+    /// their folder's reload picks up), and those whose reload failed otherwise.
+    async fn reload_items(&self, items: &[String]) -> (Vec<String>, Vec<String>) {
         let mut not_loaded = Vec::new();
+        let mut failed = Vec::new();
         for item in items {
             let started = std::time::Instant::now();
             match self.client.reload_item(item).await {
@@ -540,10 +1043,13 @@ impl JenkinsControl {
                     });
                 }
                 Err(JenkinsError::ItemNotLoaded { .. }) => not_loaded.push(item.clone()),
-                Err(e) => tracing::warn!("reload of {item} failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("reload of {item} failed: {e}");
+                    failed.push(item.clone());
+                }
             }
         }
-        not_loaded
+        (not_loaded, failed)
     }
 
     /// `POST /reload`, then the wait until Jenkins serves again. True once it is over. The wait
@@ -644,21 +1150,27 @@ impl JenkinsControl {
                 }
             })
         };
+        self.note_restart_needed(&plan);
         if let Mode::Standby {
             prepare: Some(term),
+            ..
         } = mode
         {
-            // A switchover prepares us with a full reload: make sure it sees these changes too.
+            // A switchover prepares us: make sure its catch-up sees these changes too.
             if self.snapshot().prepared_for == Some(*term) {
                 tracing::info!(
-                    "config changed after the switchover reload ({plan}); reloading again"
+                    "config changed after the switchover's catch-up ({plan}); catching up again"
                 );
                 self.update(|s| s.prepared_for = None);
             }
-            // A full reload keeps the folder children it already has: the edited items are
-            // re-read now (still quiet, not routed), and the full reload keeps what they read.
+            // The edited items are re-read now (still quiet, not routed); a full reload, if
+            // the catch-up runs one, keeps what they read.
             self.reload_items(&plan.items).await;
-            note(format!("folded into the switchover reload: {plan}"));
+            note(format!("folded into the switchover's catch-up: {plan}"));
+            return;
+        }
+        if !plan.full && plan.items.is_empty() {
+            note(format!("not applied: {plan}"));
             return;
         }
         tracing::info!("standby follows JENKINS_HOME: {plan}");
@@ -678,7 +1190,7 @@ impl JenkinsControl {
             note(format!("full reload did not finish: {plan}"));
             return;
         }
-        let not_loaded = self.reload_items(&plan.items).await;
+        let (not_loaded, failed) = self.reload_items(&plan.items).await;
         if let Some(w) = home_watch {
             for item in &not_loaded {
                 tracing::info!(
@@ -686,9 +1198,20 @@ impl JenkinsControl {
                 );
                 w.item_not_loaded(item);
             }
+            // Not left stale: they come again with the next plan.
+            w.retry_items(&failed);
         }
         note(format!("applied: {plan}"));
     }
+}
+
+/// Up to five names, then how many more.
+fn summarize(names: &[String]) -> String {
+    let mut text = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    text
 }
 
 /// The next plan of the watcher, or never when there is none. Without `hand_out`, the watcher

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub cluster_has_active: Gauge,
     pub jenkins_up: Gauge,
     pub jenkins_reload_failed: Gauge,
+    pub jenkins_restart_needed: Gauge,
     pub paused: Gauge,
     pub reloads: Family<KindLabel, Counter>,
     pub reload_seconds: Family<KindLabel, Histogram>,
@@ -64,6 +65,7 @@ pub struct Metrics {
     pub haproxy_errors: Family<SocketLabel, Counter>,
     pub failovers: Family<ReasonLabel, Counter>,
     pub watch_mode: Family<ModeLabel, Gauge>,
+    pub promotions: Family<KindLabel, Counter>,
     pub watch_scan_seconds: Histogram,
 }
 
@@ -128,6 +130,12 @@ impl Metrics {
             "1 while the local Jenkins is stuck after a failed reload (needs a restart)",
             jenkins_reload_failed.clone(),
         );
+        let jenkins_restart_needed = Gauge::default();
+        registry.register(
+            "jenkins_restart_needed",
+            "1 while a file that only a restart applies (credentials.xml, a plugin's configuration) changed on disk since the local Jenkins started",
+            jenkins_restart_needed.clone(),
+        );
         let paused = Gauge::default();
         registry.register(
             "paused",
@@ -172,6 +180,15 @@ impl Metrics {
             "1 for the JENKINS_HOME watcher's mode",
             watch_mode.clone(),
         );
+        let promotions = Family::<KindLabel, Counter>::default();
+        for kind in ["incremental", "full"] {
+            let _ = promotions.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        registry.register(
+            "promotions",
+            "Promotions of this node's Jenkins by kind of catch-up: incremental (per-item reloads) or full (a full reload)",
+            promotions.clone(),
+        );
         let watch_scan_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
             "watch_scan_duration_seconds",
@@ -190,6 +207,7 @@ impl Metrics {
             cluster_has_active,
             jenkins_up,
             jenkins_reload_failed,
+            jenkins_restart_needed,
             paused,
             reloads,
             reload_seconds,
@@ -197,6 +215,7 @@ impl Metrics {
             haproxy_errors,
             failovers,
             watch_mode,
+            promotions,
             watch_scan_seconds,
         }
     }
@@ -218,6 +237,13 @@ impl Metrics {
             self.peer_rtt.get_or_create(&label).set(rtt);
         }
         self.peer_up.get_or_create(&label).set(i64::from(up));
+    }
+
+    /// Counts a promotion by its kind of catch-up.
+    pub fn promotion(&self, kind: &str) {
+        self.promotions
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     pub fn reload(&self, kind: &str, seconds: f64) {

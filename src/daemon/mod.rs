@@ -7,7 +7,7 @@
 //! - [`jenkins_control`]: carries out what the core asks of the local Jenkins.
 //! - [`routing`]: keeps HAProxy routing to the active node.
 //! - [`peer`]: heartbeats to the other nodes.
-//! - [`api`]: the HTTP API.
+//! - [`api`]: the HTTP API; [`listener`]: its connections, plain or TLS (`node.tls`).
 //! - [`live`]: the settings SIGHUP changes while running.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`shutdown`]: stopping, as one explicit piece.
@@ -16,6 +16,7 @@ pub mod act;
 pub mod api;
 pub mod health;
 pub mod jenkins_control;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod node;

@@ -62,10 +62,17 @@ pub struct PeerLink {
 
 impl PeerLink {
     pub async fn run(mut self) {
-        let http = HttpClient::new();
+        // Rebuilt when SIGHUP brings new certificates, so that new connections present them.
+        let mut tls = self.shared.live.tls();
+        let mut http = HttpClient::with_tls(tls.as_ref().map(|t| t.client.clone()));
         let url = format!("{}/v1/heartbeat", self.url);
         let mut last_error: Option<String> = None;
         loop {
+            let current = self.shared.live.tls();
+            if current != tls {
+                tls = current;
+                http = HttpClient::with_tls(tls.as_ref().map(|t| t.client.clone()));
+            }
             // Read each time: SIGHUP may have brought a new token.
             let token = self.shared.live.get().cluster_token;
             let Some(headers) = bearer_json_headers(token.expose()) else {
@@ -100,9 +107,10 @@ impl PeerLink {
                 Ok(r) if r.status == StatusCode::UNAUTHORIZED => Some(
                     "it refused our token (401): auth.token_file differs between the nodes".into(),
                 ),
-                Ok(r) => Some(format!("it answered {}", r.status)),
+                Ok(r) => Some(format!("it answered {}: {}", r.status, first_line(&r.body))),
                 Err(e) => Some(e.to_string()),
             };
+            self.shared.heartbeat_result(&self.peer_name, error.clone());
             if error != last_error {
                 match &error {
                     Some(e) => tracing::warn!("heartbeat to {}: {e}", self.peer_name),
@@ -131,7 +139,7 @@ pub async fn tell_everyone(shared: &Arc<Shared>) {
         .timing
         .interval
         .max(Duration::from_millis(200));
-    let http = HttpClient::new();
+    let http = shared.sidecar_client();
     let sends = shared.config.peers.iter().map(|peer| {
         let url = format!("{}/v1/heartbeat", peer.url);
         let (http, headers, body) = (http.clone(), headers.clone(), body.clone());
@@ -142,6 +150,14 @@ pub async fn tell_everyone(shared: &Arc<Shared>) {
         }
     });
     futures_util::future::join_all(sends).await;
+}
+
+/// The first line of an answer's body, escaped and cut to 200 characters, for the log.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    let cut: String = line.chars().take(200).collect();
+    crate::escape_controls(&cut)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::live::Live;
 use super::metrics::Metrics;
 use super::routing::RoutingState;
 use crate::config::Config;
-use crate::core::cluster::{self, Candidate, Heard, LeaseFacts};
+use crate::core::cluster::{self, Heard, LeaseFacts};
 use crate::core::{Command, Mono, Reason, ReasonKind, Role};
 use crate::io::clock;
 use crate::io::lease::LeaseIo;
@@ -59,6 +59,8 @@ pub struct Shared {
     pub published: Mutex<Published>,
     /// The other nodes' last heartbeats, by name.
     pub peers: Mutex<BTreeMap<String, PeerHeard>>,
+    /// Why our last heartbeat to each other node failed, by name (absent once one goes through).
+    pub heartbeat_errors: Mutex<BTreeMap<String, String>>,
     pub jenkins: Arc<Mutex<JenkinsState>>,
     pub checks: Arc<Checks>,
     pub routing: Arc<Mutex<RoutingState>>,
@@ -102,6 +104,7 @@ impl Shared {
                 last_tick: clock::now(),
             }),
             peers: Mutex::new(BTreeMap::new()),
+            heartbeat_errors: Mutex::new(BTreeMap::new()),
             jenkins: Arc::new(Mutex::new(JenkinsState::default())),
             checks: Arc::new(Checks::new()),
             routing: Arc::new(Mutex::new(RoutingState::default())),
@@ -169,12 +172,24 @@ impl Shared {
             priority: self.config.node.failover_priority,
             current: jenkins.current,
             contradiction: None,
+            loaded: Some(jenkins.knowledge.describe()),
+            promotion: jenkins.last_promotion.clone(),
+            restart_needed: jenkins
+                .restart_needed
+                .iter()
+                .map(|(file, since)| crate::status::RestartNeeded {
+                    file: file.clone(),
+                    since_unix_ms: *since,
+                })
+                .collect(),
             watch: jenkins.watch.clone(),
             reloads: Reloads {
                 full: jenkins.full_reloads,
                 item: jenkins.item_reloads,
                 last: jenkins.last_reload.clone(),
             },
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            heartbeat_error: None,
         }
     }
 
@@ -207,38 +222,67 @@ impl Shared {
         }
     }
 
+    /// Records how our last heartbeat to `peer` went: `None` when it went through.
+    pub fn heartbeat_result(&self, peer: &str, error: Option<String>) {
+        let mut errors = lock(&self.heartbeat_errors);
+        match error {
+            Some(e) => {
+                errors.insert(peer.to_string(), e);
+            }
+            None => {
+                errors.remove(peer);
+            }
+        }
+    }
+
     /// Every other node as `status` shows it: its role checked against the lease (a heartbeat
     /// that contradicts the lease is flagged, not believed), `unreachable` after three missed
     /// heartbeats.
     pub fn peer_statuses(&self) -> Vec<NodeStatus> {
         let facts = lock(&self.published).lease_facts.clone();
         let heard = lock(&self.peers).clone();
+        let errors = lock(&self.heartbeat_errors).clone();
         let now = clock::now();
         self.config
             .peers
             .iter()
-            .map(|peer| match heard.get(&peer.name) {
-                Some(h) => {
-                    let age = now.saturating_sub(h.at);
-                    let said = Heard {
-                        role: h.status.role,
-                        term: h.status.term,
-                        serving: h.status.serving,
-                        age,
-                    };
-                    let shown =
-                        cluster::shown_role(&peer.name, Some(&said), &facts, &self.config.timing);
-                    let mut s = h.status.clone();
-                    s.role = shown.role;
-                    s.serving = shown.serving;
-                    s.contradiction = shown.contradiction;
-                    s.last_heard_s = Some(age.as_secs_f64());
-                    s.rtt_ms = h.rtt.map(|r| r.as_secs_f64() * 1000.0);
-                    s
-                }
-                None => NodeStatus::unreachable(&peer.name),
+            .map(|peer| {
+                let mut shown = self.peer_status(peer, heard.get(&peer.name), &facts, now);
+                shown.heartbeat_error = errors.get(&peer.name).cloned();
+                shown
             })
             .collect()
+    }
+
+    /// One other node as `status` shows it, from its last heartbeat (if any).
+    fn peer_status(
+        &self,
+        peer: &crate::config::PeerConfig,
+        heard: Option<&PeerHeard>,
+        facts: &LeaseFacts,
+        now: Mono,
+    ) -> NodeStatus {
+        match heard {
+            Some(h) => {
+                let age = now.saturating_sub(h.at);
+                let said = Heard {
+                    role: h.status.role,
+                    term: h.status.term,
+                    serving: h.status.serving,
+                    age,
+                };
+                let shown =
+                    cluster::shown_role(&peer.name, Some(&said), facts, &self.config.timing);
+                let mut s = h.status.clone();
+                s.role = shown.role;
+                s.serving = shown.serving;
+                s.contradiction = shown.contradiction;
+                s.last_heard_s = Some(age.as_secs_f64());
+                s.rtt_ms = h.rtt.map(|r| r.as_secs_f64() * 1000.0);
+                s
+            }
+            None => NodeStatus::unreachable(&peer.name),
+        }
     }
 
     /// `GET /status`.
@@ -262,27 +306,6 @@ impl Shared {
         }
     }
 
-    /// Every node as a switchover sees it.
-    pub fn candidates(&self, status: &ClusterStatus) -> Vec<Candidate> {
-        status
-            .nodes
-            .iter()
-            .map(|n| Candidate {
-                name: n.name.clone(),
-                role: n.role,
-                jenkins_healthy: n.jenkins_healthy,
-                jenkins_broken: n.reload_failed,
-                jenkins: if n.reload_failed {
-                    "stuck after a failed reload".into()
-                } else {
-                    n.jenkins.clone()
-                },
-                priority: n.priority,
-                current: n.current,
-            })
-            .collect()
-    }
-
     /// Sets the state gauges from the current state and renders every metric.
     pub fn render_metrics(&self) -> String {
         let m = &self.metrics;
@@ -295,6 +318,8 @@ impl Shared {
         m.paused.set(i64::from(p.paused));
         m.jenkins_up.set(i64::from(me.jenkins_healthy));
         m.jenkins_reload_failed.set(i64::from(me.reload_failed));
+        m.jenkins_restart_needed
+            .set(i64::from(!me.restart_needed.is_empty()));
         m.serving.set(i64::from(me.serving));
         m.cluster_has_active.set(i64::from(status.active.is_some()));
         let now = clock::now();
@@ -311,6 +336,12 @@ impl Shared {
             }
         }
         m.encode()
+    }
+
+    /// A client for calls to other sidecars: `https://` with the current `node.tls` (the
+    /// cluster CA, this node's certificate as the client certificate).
+    pub fn sidecar_client(&self) -> crate::io::http_client::HttpClient {
+        crate::io::http_client::HttpClient::with_tls(self.live.tls().map(|t| t.client))
     }
 
     /// Queues an operator command for the next decision and wakes the loop.

@@ -30,7 +30,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
         }
     };
     tracing::info!(
-        "jenkins-ha {} starting as {} ({} {}), API on {}, lease in {}",
+        "jenkins-ha {} starting as {} ({} {}), API on {}{}, lease in {}",
         env!("CARGO_PKG_VERSION"),
         config.node.name,
         if config.peers.len() == 1 {
@@ -40,6 +40,11 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
         },
         config.peer_names().join(", "),
         config.node.listen,
+        match &config.node.tls {
+            Some(t) if t.require_client_cert => " (HTTPS, client certificates required)",
+            Some(_) => " (HTTPS)",
+            None => "",
+        },
         config.lease_location()
     );
     let mut signals = match signal_hook_tokio::Signals::new([
@@ -79,6 +84,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
                     Ok(new) => {
                         for line in signal_shared.live.apply(&signal_shared.config, &new) {
                             tracing::info!("SIGHUP: {line}");
+                        }
+                        // The new file's findings: an expired or expiring certificate, say.
+                        for w in &new.warnings {
+                            tracing::warn!("SIGHUP: {w}");
                         }
                     }
                     Err(e) => {

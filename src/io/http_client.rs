@@ -1,14 +1,22 @@
-//! A small HTTP/1.1 client on hyper for the sidecar's outgoing calls (Jenkins, the peer).
+//! A small HTTP/1.1 client on hyper for the sidecar's outgoing calls (Jenkins, the peer) and the
+//! CLI's calls to a sidecar.
 //!
 //! Every call has a deadline, reads the whole (bounded) body and never follows redirects:
 //! Jenkins answers 302 to `/reload` and `/quietDown`, and that 302 *is* the success signal.
+//!
+//! `https://` works only in a client made [`HttpClient::with_tls`] from `node.tls`: the cluster
+//! CA is then the only root, and the node's certificate is presented when the other side asks
+//! for a client certificate. A TLS failure comes back as [`HttpError::Tls`], one line naming the
+//! URL and the cause ("certificate verify failed: unknown issuer ...").
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -25,6 +33,12 @@ pub enum HttpError {
         method: Method,
         url: String,
         timeout: Duration,
+    },
+    #[error("{method} {url}: TLS: {reason}")]
+    Tls {
+        method: Method,
+        url: String,
+        reason: String,
     },
     #[error("{method} {url}: {reason}")]
     Transport {
@@ -52,12 +66,22 @@ impl Response {
 /// A cheap-to-clone client with keep-alive pooling.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Inner,
+}
+
+/// `http://` only, or `http://` and `https://` with the node's TLS configuration.
+#[derive(Clone)]
+enum Inner {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HttpClient")
+        f.write_str(match self.inner {
+            Inner::Plain(_) => "HttpClient(http)",
+            Inner::Tls(_) => "HttpClient(http, https)",
+        })
     }
 }
 
@@ -68,14 +92,34 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
+    /// A client for `http://` URLs only.
     pub fn new() -> Self {
+        Self::with_tls(None)
+    }
+
+    /// A client that also speaks `https://` with `tls` (from `node.tls`: the cluster CA as the
+    /// only root, the node's certificate as the client certificate). Without it, an `https://`
+    /// URL is refused before anything is sent.
+    pub fn with_tls(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let inner = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
-            .build(connector);
+            .pool_max_idle_per_host(4);
+        let inner = match tls {
+            None => Inner::Plain(builder.build(connector)),
+            Some(config) => {
+                connector.enforce_http(false);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*config).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(connector);
+                Inner::Tls(builder.build(https))
+            }
+        };
         Self { inner }
     }
 
@@ -94,11 +138,23 @@ impl HttpClient {
                     url: url.to_string(),
                     reason: e.to_string(),
                 })?;
-        if uri.scheme_str() != Some("http") {
-            return Err(HttpError::BadUrl {
-                url: url.to_string(),
-                reason: "only http:// URLs are supported".into(),
-            });
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if matches!(self.inner, Inner::Tls(_)) => {}
+            Some("https") => {
+                return Err(HttpError::BadUrl {
+                    url: url.to_string(),
+                    reason:
+                        "https:// needs node.tls in the config (its ca_file verifies the server)"
+                            .into(),
+                })
+            }
+            _ => {
+                return Err(HttpError::BadUrl {
+                    url: url.to_string(),
+                    reason: "only http:// and https:// URLs are supported".into(),
+                })
+            }
         }
         let mut builder = hyper::Request::builder().method(method.clone()).uri(uri);
         for (name, value) in headers {
@@ -111,11 +167,11 @@ impl HttpClient {
                 reason: e.to_string(),
             })?;
         let call = async {
-            let response = self
-                .inner
-                .request(request)
-                .await
-                .map_err(|e| transport(&method, url, &e))?;
+            let response = match &self.inner {
+                Inner::Plain(client) => client.request(request).await,
+                Inner::Tls(client) => client.request(request).await,
+            }
+            .map_err(|e| transport(&method, url, &e))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
@@ -143,8 +199,16 @@ impl HttpClient {
     }
 }
 
-/// Flattens hyper's nested error chain into one readable line ("connection refused", ...).
-fn transport(method: &Method, url: &str, error: &dyn std::error::Error) -> HttpError {
+/// Flattens hyper's nested error chain into one readable line ("connection refused", ...); a
+/// TLS failure anywhere in it becomes [`HttpError::Tls`] with the cause alone.
+fn transport(method: &Method, url: &str, error: &(dyn std::error::Error + 'static)) -> HttpError {
+    if let Some(reason) = crate::io::tls::find_in_chain(error) {
+        return HttpError::Tls {
+            method: method.clone(),
+            url: url.to_string(),
+            reason,
+        };
+    }
     let mut reason = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

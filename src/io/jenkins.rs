@@ -122,6 +122,60 @@ struct RawJob {
     name: String,
 }
 
+/// A build waiting in Jenkins' queue (`GET /queue/api/json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueItem {
+    pub id: u64,
+    /// When it was queued (wall-clock ms).
+    pub in_queue_since: u64,
+    /// The job's full name, from its URL (`folder/job`), when it is a job of this Jenkins.
+    pub job: Option<String>,
+    /// How many requests (trigger fires, user clicks) Jenkins folded into this item: its causes,
+    /// each listed once per request (`CauseAction.getCauses`); at least 1.
+    pub requests: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct RawQueue {
+    #[serde(default)]
+    items: Vec<RawQueueItem>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawQueueItem {
+    id: u64,
+    #[serde(rename = "inQueueSince", default)]
+    in_queue_since: u64,
+    #[serde(default)]
+    task: Option<RawTask>,
+    #[serde(default)]
+    actions: Vec<RawAction>,
+}
+
+/// One of a queue item's actions; only a `CauseAction` has `causes` (others come as `{}`).
+#[derive(serde::Deserialize)]
+struct RawAction {
+    #[serde(default)]
+    causes: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawTask {
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// The root, a folder or a job in a `jobs[name,nextBuildNumber,jobs[…]]` tree.
+#[derive(serde::Deserialize)]
+struct RawJobTree {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "nextBuildNumber", default)]
+    next_build_number: Option<u64>,
+    #[serde(default)]
+    jobs: Vec<RawJobTree>,
+}
+
 #[derive(serde::Deserialize)]
 struct RawComputers {
     #[serde(rename = "busyExecutors")]
@@ -297,6 +351,111 @@ impl JenkinsClient {
         let response = self.call(Method::GET, path, &[StatusCode::OK]).await?;
         let raw: RawComputers = parse_json(&Method::GET, path, &response)?;
         Ok(raw.busy_executors)
+    }
+
+    /// `GET /queue/api/json`: the builds waiting in the queue.
+    pub async fn queue(&self) -> Result<Vec<QueueItem>, JenkinsError> {
+        let path =
+            "/queue/api/json?tree=items[id,inQueueSince,task[url],actions[causes[shortDescription]]]";
+        let response = self.call(Method::GET, path, &[StatusCode::OK]).await?;
+        let raw: RawQueue = parse_json(&Method::GET, path, &response)?;
+        Ok(raw
+            .items
+            .into_iter()
+            .map(|i| QueueItem {
+                id: i.id,
+                in_queue_since: i.in_queue_since,
+                requests: i
+                    .actions
+                    .iter()
+                    .filter_map(|a| a.causes.as_ref())
+                    .map(|c| u32::try_from(c.len()).unwrap_or(u32::MAX))
+                    .fold(0u32, u32::saturating_add)
+                    .max(1),
+                job: i
+                    .task
+                    .and_then(|t| t.url)
+                    .and_then(|url| self.job_of_url(&url)),
+            })
+            .collect())
+    }
+
+    /// `POST /queue/cancelItem?id=N`: true when it was cancelled, false when Jenkins did not
+    /// know it (404: it already started, or another call cancelled it).
+    pub async fn cancel_queue_item(&self, id: u64) -> Result<bool, JenkinsError> {
+        let path = format!("/queue/cancelItem?id={id}");
+        // 204 since Jenkins 2.x; older ones redirect.
+        match self
+            .call(
+                Method::POST,
+                &path,
+                &[StatusCode::NO_CONTENT, StatusCode::FOUND, StatusCode::OK],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(JenkinsError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every job's in-memory next build number, keyed by full name, through folders down to
+    /// `depth` levels below the top. One request: `nextBuildNumber` is a field of the job, so
+    /// Jenkins loads no build to answer it.
+    pub async fn next_build_numbers(
+        &self,
+        depth: usize,
+    ) -> Result<std::collections::BTreeMap<String, u64>, JenkinsError> {
+        let mut tree = String::new();
+        for _ in 0..=depth {
+            tree.push_str("jobs[name,nextBuildNumber,");
+        }
+        tree.pop();
+        tree.push_str(&"]".repeat(depth + 1));
+        let path = format!("/api/json?tree={tree}");
+        let response = self.call(Method::GET, &path, &[StatusCode::OK]).await?;
+        let raw: RawJobTree = parse_json(&Method::GET, &path, &response)?;
+        let mut out = std::collections::BTreeMap::new();
+        fn walk(
+            jobs: &[RawJobTree],
+            prefix: &str,
+            out: &mut std::collections::BTreeMap<String, u64>,
+        ) {
+            for job in jobs {
+                let Some(name) = job.name.as_deref() else {
+                    continue;
+                };
+                let full = format!("{prefix}{name}");
+                if let Some(next) = job.next_build_number {
+                    out.insert(full.clone(), next);
+                }
+                walk(&job.jobs, &format!("{full}/"), out);
+            }
+        }
+        walk(&raw.jobs, "", &mut out);
+        Ok(out)
+    }
+
+    /// The full name of the job at `url` (`http://host/jenkins/job/F/job/B/` → `F/B`), when it
+    /// is a job URL of this Jenkins.
+    pub fn job_of_url(&self, url: &str) -> Option<String> {
+        let path = url.parse::<hyper::Uri>().ok()?.path().to_string();
+        let base = self
+            .base_url
+            .parse::<hyper::Uri>()
+            .ok()
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        let rest = path.strip_prefix(&base)?.trim_matches('/');
+        let mut names = Vec::new();
+        let mut parts = rest.split('/');
+        while let Some(part) = parts.next() {
+            if part != "job" {
+                return None;
+            }
+            names.push(percent_decode(parts.next()?)?);
+        }
+        (!names.is_empty()).then(|| names.join("/"))
     }
 
     /// `POST /quietDown`: no new builds start (in memory only: lost on restart).
@@ -489,6 +648,24 @@ pub fn item_path(full_name: &str) -> Result<String, JenkinsError> {
     Ok(path)
 }
 
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn percent_encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -516,6 +693,31 @@ mod tests {
         );
         for bad in ["", "/a", "a/", "a//b", "..", "a/./b", "a\nb"] {
             assert!(item_path(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn job_urls_give_full_names() {
+        let c = JenkinsClient::new("http://h:8080/jenkins", None, None, Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            c.job_of_url("http://h:8080/jenkins/job/F/job/my%20job/")
+                .as_deref(),
+            Some("F/my job")
+        );
+        assert_eq!(
+            c.job_of_url("http://h:8080/jenkins/job/a").as_deref(),
+            Some("a")
+        );
+        for not_a_job in [
+            "http://h:8080/other/job/a/",
+            "http://h:8080/jenkins/view/all/",
+            "http://h:8080/jenkins/",
+            "http://h:8080/jenkins/job/",
+            "http://h:8080/jenkins/job/%ZZ/",
+            "not a url",
+        ] {
+            assert_eq!(c.job_of_url(not_a_job), None, "{not_a_job}");
         }
     }
 

@@ -482,6 +482,10 @@ fn fire_due(st: &mut State, now: u64) -> usize {
     for (job, slot) in &fires {
         enqueue(st, job, Cause::Timer, Some(*slot), now);
         st.timer_fires += 1;
+        st.fires.push_back((Arc::from(job.as_str()), *slot));
+        if st.fires.len() > super::FIRES_KEPT {
+            st.fires.pop_front();
+        }
     }
     fires.len()
 }

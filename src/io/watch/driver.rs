@@ -202,6 +202,24 @@ impl HomeWatch {
         self.batcher.item_not_loaded(now, full_name);
     }
 
+    /// Every item (job and folder) the last scan found, sorted (a folder before its children);
+    /// `None` while a scan holds the scanner (the storage may hang): ask again later.
+    pub fn item_names(&self) -> Option<Vec<String>> {
+        self.io.try_lock().ok().map(|io| io.scanner.items())
+    }
+
+    /// Items whose per-item reload failed (Jenkins did not answer, say): they go back into the
+    /// batch as edited, so the next plan (or a promotion's flush) reloads them again.
+    pub fn retry_items(&mut self, items: &[String]) {
+        let now = self.now();
+        self.batcher.push(
+            now,
+            items
+                .iter()
+                .map(|item| super::Change::item(super::ChangeKind::Modified, item.clone())),
+        );
+    }
+
     /// See [`Batcher::force_full`].
     pub fn force_full(&mut self, reason: impl Into<String>) {
         let now = self.now();
