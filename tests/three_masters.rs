@@ -120,7 +120,8 @@ async fn wait_taken_over(c: &Cluster, sb: &mut SplitBrain, i: usize, timeout: Du
 }
 
 /// Starts host `first`'s sidecar alone and waits until it is active, then the others, and waits
-/// until the cluster has settled with `first` active.
+/// until the cluster has settled with `first` active and every node has heard every standby
+/// current (the ranking among equal priorities depends on it).
 async fn started_with_active(spec: Spec, first: usize) -> Cluster {
     let mut c = Cluster::prepare(spec);
     c.start_sidecar(first);
@@ -135,7 +136,33 @@ async fn started_with_active(spec: Spec, first: usize) -> Cluster {
         c.start_sidecar(i);
     }
     assert_eq!(c.settle().await, first);
+    let standbys: Vec<(usize, bool)> = c.others(first).into_iter().map(|i| (i, true)).collect();
+    assert!(
+        seen_current_everywhere(&c, &standbys).await,
+        "the standbys are not current in every node's view\n{}",
+        c.logs()
+    );
     c
+}
+
+/// Waits until every node's `status` shows each listed host healthy and with the given
+/// `current` (a Jenkins with no reload pending), so that the ranking every standby computes from
+/// heartbeats agrees.
+async fn seen_current_everywhere(c: &Cluster, want: &[(usize, bool)]) -> bool {
+    c.wait(Duration::from_secs(15), || async {
+        for i in 0..c.hosts.len() {
+            let s = c.status(i).await?;
+            for &(j, current) in want {
+                let row = s.nodes.iter().find(|n| n.name == c.name(j))?;
+                if row.current != current || !row.jenkins_healthy {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    })
+    .await
+    .is_some()
 }
 
 /// The lease as host `i` reports it: (term, holder).
@@ -331,7 +358,14 @@ async fn crash_equal_priorities_the_current_then_the_lower_name(backend: Backend
     c.start_sidecar(2);
     assert_eq!(c.settle().await, 0);
 
-    // Both standbys current, equal priorities: the lower name, jenkins02, goes first.
+    // Both standbys current, equal priorities: the lower name, jenkins02, goes first. (A standby
+    // checks what its Jenkins loaded at start and may reload items then: wait until every node
+    // has heard both standbys current.)
+    assert!(
+        seen_current_everywhere(&c, &[(1, true), (2, true)]).await,
+        "the standbys are not current in every node's view: {:#?}",
+        c.status(0).await
+    );
     let mut sb = SplitBrain::default();
     c.kill_jenkins(0);
     assert!(
@@ -344,23 +378,20 @@ async fn crash_equal_priorities_the_current_then_the_lower_name(backend: Backend
     observe_for(&c, &mut sb, Duration::from_secs(1)).await;
 
     // A change on disk: jenkins03 reloads it within a second, jenkins01 holds it for a minute.
+    let reloads = |s: Option<jenkins_ha::status::ClusterStatus>| {
+        s.map(|s| s.nodes[0].reloads.item + s.nodes[0].reloads.full)
+    };
+    let before = reloads(c.status(2).await).expect("jenkins03's status");
     cluster::write_job(&c.home, "job-0", "job 0 v2");
-    let ready = c
+    let reloaded = c
         .wait(Duration::from_secs(15), || async {
-            let s = c.status(1).await?;
-            let row = |name: &str| s.nodes.iter().find(|n| n.name == name).cloned();
-            let (one, three) = (row("jenkins01")?, row("jenkins03")?);
-            (!one.current
-                && one.jenkins_healthy
-                && three.current
-                && three.jenkins_healthy
-                && three.reloads.item + three.reloads.full > 0)
-                .then_some(())
+            (reloads(c.status(2).await)? > before).then_some(())
         })
         .await;
+    assert!(reloaded.is_some(), "jenkins03 did not reload\n{}", c.logs());
     assert!(
-        ready.is_some(),
-        "jenkins03 current and jenkins01 not: {:#?}\n{}",
+        seen_current_everywhere(&c, &[(0, false), (2, true)]).await,
+        "jenkins03 current and jenkins01 not, in every node's view: {:#?}\n{}",
         c.status(1).await,
         c.logs()
     );
