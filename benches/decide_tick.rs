@@ -76,6 +76,7 @@ fn observation(now: Duration, lease: LeaseObs, peer_role: Role) -> Observation {
             role: peer_role,
             term: 1,
             jenkins_healthy: true,
+            jenkins_reloading: false,
             current: true,
             priority: 1,
             age: Duration::from_millis(200),

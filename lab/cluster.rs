@@ -275,6 +275,9 @@ pub struct Spec {
     pub home: Option<home_gen::HomeSpec>,
     /// Extra arguments for both stand-ins (their load model, executors, build durations).
     pub standin_args: Vec<String>,
+    /// [`Cluster::prepare`] waits until both stand-ins have loaded the home (on by default;
+    /// [`Cluster::boot`] does not).
+    pub wait_for_jenkins: bool,
     /// `node.tls` on both sidecars, with a cluster CA made for the run: the APIs serve HTTPS,
     /// the peer URLs are `https://`, and HAProxy checks `/active` with `check-ssl verify
     /// required` against that CA.
@@ -332,6 +335,7 @@ impl Default for Spec {
             etcd_lease: None,
             home: None,
             standin_args: Vec::new(),
+            wait_for_jenkins: true,
             tls: None,
         }
     }
@@ -553,9 +557,15 @@ impl Cluster {
             cluster.write_haproxy_cfg(k);
             cluster.start_haproxy(k);
         }
-        for i in 0..n {
+        let mut before = vec![0; n];
+        for (i, b) in before.iter_mut().enumerate() {
             cluster.write_sidecar_config(i);
-            cluster.start_jenkins(i);
+            *b = cluster.spawn_jenkins(i);
+        }
+        if cluster.spec.wait_for_jenkins {
+            for (i, b) in before.into_iter().enumerate() {
+                cluster.wait_jenkins_loaded(i, b);
+            }
         }
         cluster
     }
@@ -593,6 +603,31 @@ impl Cluster {
         } else {
             b.reach_ip.clone()
         }
+    }
+
+    /// Starts everything at once, as the hosts booting do: the sidecars start while their
+    /// Jenkins still load the home (and see them come up). Returns before the loads end.
+    pub fn boot(spec: Spec) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("jenkins-ha-lab-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Self::boot_in(&dir, spec);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Like [`Cluster::boot`] in a directory the caller keeps.
+    pub fn boot_in(dir: &Path, spec: Spec) -> Cluster {
+        let mut spec = spec;
+        let wait = std::mem::replace(&mut spec.wait_for_jenkins, false);
+        let mut c = Self::prepare_in(dir, spec);
+        c.spec.wait_for_jenkins = wait;
+        for i in 0..c.hosts.len() {
+            c.start_sidecar(i);
+        }
+        c
     }
 
     fn write_haproxy_cfg(&self, k: usize) {
@@ -804,7 +839,9 @@ impl Cluster {
         self.write_sidecar_config(i);
     }
 
-    pub fn start_jenkins(&mut self, i: usize) {
+    /// Spawns host `i`'s stand-in; returns its log's "listening" lines before (for
+    /// [`Cluster::wait_jenkins_loaded`]).
+    pub fn spawn_jenkins(&mut self, i: usize) -> usize {
         let host = &self.hosts[i];
         let args: Vec<String> = [
             "--listen".into(),
@@ -849,12 +886,24 @@ impl Cluster {
             &[],
         );
         self.hosts[i].jenkins = Some(proc);
-        // The stand-in answers 503 while it loads the home (as Jenkins does), and says it listens
-        // once the load is over: a home written after that is not read by its start-up. One
-        // that exits (it could not listen) fails at once.
+        started_before
+    }
+
+    /// Starts host `i`'s stand-in and waits until it has loaded the home: it answers 503 while
+    /// it loads (as Jenkins does), and says it listens once the load is over, so a home written
+    /// after that is not read by its start-up.
+    pub fn start_jenkins(&mut self, i: usize) {
+        let before = self.spawn_jenkins(i);
+        self.wait_jenkins_loaded(i, before);
+    }
+
+    /// Waits until host `i`'s stand-in printed more "listening" lines than `before`. One that
+    /// exits meanwhile (it could not listen on its port) fails at once.
+    pub fn wait_jenkins_loaded(&mut self, i: usize, before: usize) {
+        let log = self.dir.join(format!("{}-jenkins.log", self.hosts[i].name));
         let mut exited = false;
-        let started = wait_for(Duration::from_secs(180), || {
-            if listening_lines(&log) > started_before {
+        let started = wait_for(Duration::from_secs(600), || {
+            if listening_lines(&log) > before {
                 return true;
             }
             exited = self.hosts[i].jenkins.as_mut().is_some_and(|p| !p.running());
@@ -1542,8 +1591,12 @@ impl BindMounts {
         let mounts: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("mount-{i}"))).collect();
         for m in &mounts {
             fs::create_dir_all(m).expect("mount point");
+            // Multithreaded, as an NFS client sends RPCs in parallel: a scan of 10,000 jobs
+            // must not hold up a lease read queued behind it. (bindfs's caveat about the mode
+            // concerns its permission mapping, which these mounts do not use.)
             let out = Command::new("bindfs")
                 .arg("--no-allow-other")
+                .arg("--multithreaded")
                 .arg(&shared)
                 .arg(m)
                 .output()
@@ -1618,6 +1671,7 @@ impl BindMounts {
         let m = &self.mounts[i];
         let out = Command::new("bindfs")
             .arg("--no-allow-other")
+            .arg("--multithreaded")
             .arg(&self.shared)
             .arg(m)
             .output()

@@ -1,11 +1,14 @@
 //! The lab: a real failover on one machine (README command 1, through `lab/run`).
 //!
-//! It starts Debian's HAProxy, two Jenkins stand-ins on one shared JENKINS_HOME and two
-//! jenkins-ha sidecars on loopback; prints `jenkins-ha status`; kills the active's Jenkins with
-//! SIGKILL; prints how long until HAProxy served the standby's Jenkins; prints the status again
-//! and cleans up.
+//! It generates a JENKINS_HOME (`LAB_JOBS` jobs in folders, build histories, some jobs on a
+//! timer), starts Debian's HAProxy, two Jenkins stand-ins that each see the home through their
+//! own bindfs mount (as two NFS clients do; `LAB_BINDFS=0` shares the directory) and two
+//! jenkins-ha sidecars on loopback, all at once as two booting hosts do; prints
+//! `jenkins-ha status`; lets builds run; kills the active's Jenkins with SIGKILL; prints how long
+//! until HAProxy served the standby's Jenkins, what the promotion did, and the ledger of builds
+//! (collisions, duplicate builds, lost fires); prints the status again and cleans up.
 //!
-//! `LAB_NODES=3` runs three masters (the sidecars configured with `peers:`), `LAB_BACKEND=etcd`
+//! `LAB_NODES=3` runs three masters (the sidecars configured with `peers:`); `LAB_BACKEND=etcd`
 //! keeps the lease in a real 3-member etcd cluster that the lab starts on loopback too;
 //! `LAB_TLS=1` (or `server`) serves the sidecars' API over mutual TLS (or TLS);
 //! `LAB_INTERVAL_MS` sets the interval, `LAB_DIR` keeps every file and log in that directory.
@@ -18,6 +21,7 @@ mod etcd;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use cluster::home_gen::HomeSpec;
 use cluster::{binaries, Cluster, Spec, TlsSpec, NODE_NAMES};
 use etcd::EtcdCluster;
 
@@ -38,6 +42,8 @@ struct Settings {
     nodes: usize,
     etcd: bool,
     tls: Option<TlsSpec>,
+    jobs: usize,
+    bindfs: bool,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -78,11 +84,19 @@ fn settings() -> Result<Settings, String> {
         }),
         _ => None,
     };
+    let jobs: usize = std::env::var("LAB_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20);
+    let bindfs = std::env::var("LAB_BINDFS").as_deref() != Ok("0");
     Ok(Settings {
         interval,
         nodes,
         etcd,
         tls,
+        jobs,
+        bindfs,
     })
 }
 
@@ -99,7 +113,7 @@ async fn wait_served_by_another(c: &Cluster, dead: usize, timeout: Duration) -> 
 }
 
 async fn run(s: &Settings, etcd: Option<&EtcdCluster>) -> Result<(), String> {
-    let interval = s.interval;
+    let (interval, jobs, bindfs, n) = (s.interval, s.jobs, s.bindfs, s.nodes);
     // etcd: a lease that outlives an etcd leader election (the holder trusts it for 3 s after
     // each renewal at interval 500 ms), as in the etcd tests.
     let lease_ms = if etcd.is_some() {
@@ -107,26 +121,45 @@ async fn run(s: &Settings, etcd: Option<&EtcdCluster>) -> Result<(), String> {
     } else {
         interval * 6
     };
+    let timers = (jobs / 100).clamp(4, 60);
     let spec = Spec {
-        nodes: s.nodes,
+        nodes: n,
         interval: Duration::from_millis(interval),
         fall: 3,
         lease_timeout: Duration::from_millis(lease_ms),
-        jobs: 20,
-        etcd_lease: etcd.map(|e| (e.endpoints(), "/jenkins-ha/lab".to_string())),
+        jobs: 0,
+        home: Some(HomeSpec {
+            jobs,
+            folders: (jobs / 100).clamp(1, 100),
+            top_level_jobs: (jobs / 100).clamp(4, 100).min(jobs),
+            builds: 5,
+            timers,
+            timer_every: Duration::from_secs(5),
+            ..HomeSpec::default()
+        }),
+        // The stand-in's own load model: 0.3 s + 4 ms per item + 20 us per build record (a
+        // 10,000-job home takes about 41 s to load, at start-up and on a full reload).
+        reload_base: Duration::from_millis(300),
+        reload_per_item: Duration::from_millis(4),
+        reload_timeout: Duration::from_secs(600),
+        standin_args: ["--build-duration", "2s", "--executors", "4"]
+            .map(String::from)
+            .to_vec(),
+        bindfs,
         tls: s.tls,
+        etcd_lease: etcd.map(|e| (e.endpoints(), "/jenkins-ha/lab".to_string())),
         ..Spec::default()
     };
     println!(
-        "lab: HAProxy + {n} Jenkins stand-ins on one JENKINS_HOME + {n} jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
+        "lab: HAProxy + {n} Jenkins stand-ins on one JENKINS_HOME ({jobs} jobs, {timers} on a timer every 5 s; {}) + {n} jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
+        if bindfs { "each through its own bindfs mount, as NFS clients" } else { "one shared directory" },
         spec.interval.as_millis(),
         spec.lease_timeout.as_millis(),
         match spec.tls {
             Some(t) if t.require_client_cert => ", API over mutual TLS",
             Some(_) => ", API over TLS",
             None => "",
-        },
-        n = s.nodes,
+        }
     );
     if let Some(e) = etcd {
         println!(
@@ -137,33 +170,50 @@ async fn run(s: &Settings, etcd: Option<&EtcdCluster>) -> Result<(), String> {
     }
     // LAB_DIR=path keeps every file and log there after the run.
     let c = match std::env::var("LAB_DIR") {
-        Ok(dir) => {
-            let mut c = Cluster::prepare_in(std::path::Path::new(&dir), spec);
-            for i in 0..c.hosts.len() {
-                c.start_sidecar(i);
-            }
-            c
-        }
-        Err(_) => Cluster::start(spec),
+        Ok(dir) => Cluster::boot_in(std::path::Path::new(&dir), spec),
+        Err(_) => Cluster::boot(spec),
     };
-    let result = failover(c, interval).await;
+    let result = failover(c).await;
     if let Some(e) = etcd.filter(|_| result.is_err()) {
         eprintln!("lab: etcd's logs:\n{}", e.logs());
     }
     result
 }
 
-/// Shows the status, kills the active's Jenkins, waits for HAProxy to serve another, shows the
-/// status again. The cluster is gone when it returns.
-async fn failover(mut c: Cluster, interval: u64) -> Result<(), String> {
+/// Shows the status, lets builds run, kills the active's Jenkins, waits for HAProxy to serve
+/// another, shows the promotion, the ledger of builds and the status again. The cluster is gone
+/// when it returns.
+async fn failover(mut c: Cluster) -> Result<(), String> {
+    let n = c.hosts.len();
     println!("lab: files and logs in {}", c.dir.display());
-    let Some(active) = c.wait_one_active(Duration::from_secs(20)).await else {
-        return Err(format!("no node became active in 20 s\n{}", c.logs()));
+    if n == 2 {
+        println!("lab: both Jenkins load the home while both sidecars start (as at boot)");
+    } else {
+        println!("lab: every Jenkins loads the home while every sidecar starts (as at boot)");
+    }
+    for i in 0..n {
+        c.wait_jenkins_loaded(i, 0);
+    }
+    let load = c
+        .jenkins_state(0)
+        .await
+        .and_then(|s| s["lastLoad"]["modelledMs"].as_u64())
+        .unwrap_or(0);
+    println!(
+        "lab: the stand-ins loaded the home in {:.1} s each (a full reload costs as much)",
+        load as f64 / 1000.0
+    );
+    // A first promotion may need a full reload (a sidecar that started beside a running
+    // Jenkins cannot tell what it loaded), and the standbys check their Jenkins item by item.
+    let patience = Duration::from_secs(60) + Duration::from_millis(load * 3);
+    let Some(active) = c.wait_one_active(patience).await else {
+        return Err(format!(
+            "no node became active in {patience:?}\n{}",
+            c.logs()
+        ));
     };
-    if !c.wait_routed(0, active, Duration::from_secs(10)).await
-        || c.wait_served_by(0, active, Duration::from_secs(20))
-            .await
-            .is_none()
+    if !c.wait_routed(0, active, patience).await
+        || c.wait_served_by(0, active, patience).await.is_none()
     {
         return Err(format!(
             "HAProxy does not route to {}\n{}",
@@ -171,8 +221,24 @@ async fn failover(mut c: Cluster, interval: u64) -> Result<(), String> {
             c.logs()
         ));
     }
-    // Let the standbys' first heartbeats and quiet-down land before showing the table.
-    tokio::time::sleep(Duration::from_millis(interval * 3)).await;
+    // Let the standbys become current and builds run before showing the table.
+    for standby in c.others(active) {
+        let current = c
+            .wait(patience * 2, || async {
+                let s = c.status(standby).await?;
+                (s.nodes[0].current && s.nodes[0].loaded.as_deref() == Some("known")).then_some(())
+            })
+            .await;
+        if current.is_none() {
+            return Err(format!(
+                "{} never became a current standby\n{}",
+                c.name(standby),
+                c.logs()
+            ));
+        }
+    }
+    let from = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
     println!();
     show_status(&c, active);
     println!();
@@ -191,7 +257,34 @@ async fn failover(mut c: Cluster, interval: u64) -> Result<(), String> {
         c.name(new),
         killed.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_millis(interval * 2)).await;
+    if let Some(p) = c
+        .wait(Duration::from_secs(30), || async {
+            c.status(new).await?.nodes[0]
+                .promotion
+                .clone()
+                .filter(|p| p.term > 1)
+        })
+        .await
+    {
+        println!(
+            "lab: the promotion: {} ({} ms; {} queued build(s) cancelled that {} had run)",
+            p.detail,
+            p.took_ms,
+            p.cancelled_queued,
+            c.name(active)
+        );
+    }
+    // Builds run on the new active; then the ledger of every build on disk.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let verdict = c.build_ledger(new, from, Duration::from_secs(6)).await;
+    println!(
+        "lab: builds: {} build-number collisions, {} duplicate builds, {} lost timer fires ({} fires judged, {} builds run)",
+        verdict.collisions,
+        verdict.duplicates.len(),
+        verdict.lost.len(),
+        verdict.fires_judged,
+        verdict.run_builds
+    );
     println!();
     show_status(&c, new);
     println!();

@@ -24,7 +24,15 @@ pub struct PromotionRecord {
     /// What it did and why ("incremental: 3 item reloads", "full reload: global configuration
     /// changed").
     pub detail: String,
+    /// The first pass: from the start of the catch-up until users may be routed to it.
     pub took_ms: u64,
+    /// From the start of the catch-up to the end of its final pass (after the fencing), when
+    /// quiet-down is cancelled and builds may start. `None` until then.
+    #[serde(default)]
+    pub builds_after_ms: Option<u64>,
+    /// When the catch-up started (wall clock, ms).
+    #[serde(default)]
+    pub started_unix_ms: u64,
     /// Queued builds cancelled because the old active had built those fires already.
     pub cancelled_queued: usize,
     /// Jobs reloaded by the last check because their `nextBuildNumber` on disk was ahead of
@@ -385,19 +393,31 @@ pub fn render_table(status: &ClusterStatus) -> String {
         }
         if let Some(p) = &n.promotion {
             out.push_str(&format!(
-                "{}: promoted for term {} in {:.1} s: {}{}\n",
+                "{}: promoted for term {} in {:.1} s{}: {}{}\n",
                 n.name,
                 p.term,
                 p.took_ms as f64 / 1000.0,
+                p.builds_after_ms
+                    .map(|ms| format!(", builds after {:.1} s", ms as f64 / 1000.0))
+                    .unwrap_or_default(),
                 p.detail,
-                if p.cancelled_queued > 0 {
-                    format!(
-                        "; {} queued build(s) the old active had run were cancelled",
-                        p.cancelled_queued
-                    )
-                } else {
-                    String::new()
-                }
+                [
+                    (p.renumbered > 0).then(|| {
+                        format!(
+                            "; {} job(s) reloaded whose next build number the disk had ahead",
+                            p.renumbered
+                        )
+                    }),
+                    (p.cancelled_queued > 0).then(|| {
+                        format!(
+                            "; {} queued build(s) the old active had run were cancelled",
+                            p.cancelled_queued
+                        )
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<String>()
             ));
         }
         for r in &n.restart_needed {

@@ -347,6 +347,20 @@ fn every_alert_names_listed_metrics_has_a_severity_and_tells_what_to_run() {
             str_at(annotations, "runbook").is_some_and(|r| r.starts_with("README: ")),
             "{name}: the runbook names a README section"
         );
+        // ... and that section exists.
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .expect("README.md");
+        let section = str_at(annotations, "runbook")
+            .unwrap_or("")
+            .trim_start_matches("README: ");
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section),
+            "{name}: the README has no section {section:?}"
+        );
     }
 }
 

@@ -882,11 +882,18 @@ impl Core {
                 );
             }
             if let Some(why) = blocker {
-                let holder_down = obs.peers.iter().any(|peer| {
-                    peer.name == view.holder
-                        && p.timing.peer_fresh(peer.age)
-                        && !peer.jenkins_healthy
-                });
+                let holder = obs
+                    .peers
+                    .iter()
+                    .find(|peer| peer.name == view.holder && p.timing.peer_fresh(peer.age));
+                let holder_down =
+                    holder.is_some_and(|peer| !peer.jenkins_healthy && !peer.jenkins_reloading);
+                if holder.is_some_and(|peer| peer.jenkins_reloading) {
+                    text.push_str(&format!(
+                        " (its Jenkins is reloading; I could not take over: {why})"
+                    ));
+                    return standby(ReasonKind::Standby, text);
+                }
                 if holder_down {
                     return standby(
                         ReasonKind::NoActiveNode,

@@ -163,6 +163,9 @@ pub struct PeerObs {
     pub term: u64,
     /// Its Jenkins is healthy and could be promoted.
     pub jenkins_healthy: bool,
+    /// Its Jenkins runs a full reload (a promotion's catch-up, say): 503 until it is over,
+    /// which is not down.
+    pub jenkins_reloading: bool,
     /// Its Jenkins has applied every change seen on disk (no pending reload).
     pub current: bool,
     /// Its `node.failover_priority` (0: never takes over).

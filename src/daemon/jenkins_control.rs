@@ -183,6 +183,10 @@ pub struct JenkinsControl {
     queue_watch: Mutex<QueueWatch>,
     /// JENKINS_HOME, when it is watched.
     home: Option<std::path::PathBuf>,
+    /// Failures already logged (see [`JenkinsControl::note_error`]).
+    warned: Mutex<std::collections::BTreeSet<String>>,
+    /// The term whose catch-up ended last, and when (see [`JenkinsControl::settling`]).
+    caught_up: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// Whether the goal still wants the work started under `at_start` (same mode, same term).
@@ -217,6 +221,8 @@ impl JenkinsControl {
             last_listing: Mutex::new(None),
             queue_watch: Mutex::new(QueueWatch::default()),
             home: None,
+            warned: Mutex::new(Default::default()),
+            caught_up: Mutex::new(None),
         }
     }
 
@@ -302,7 +308,13 @@ impl JenkinsControl {
             // Only a standby takes plans; the catch-ups of a promotion or of a switchover's
             // preparation flush what waits, and the active wrote its changes itself. What the
             // watcher sees meanwhile waits in its batch.
-            let follow = matches!(goal.borrow().mode, Mode::Standby { prepare: None, .. });
+            // A new active also takes the plans of its first moments: the old master may have
+            // written (a user saving a job) until HAProxy moved its users, after the final pass.
+            let follow = match goal.borrow().mode {
+                Mode::Standby { prepare: None } => true,
+                Mode::Active { term, .. } => self.settling(term),
+                _ => false,
+            };
             tokio::select! {
                 changed = goal.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(self.interval) => {}
@@ -442,6 +454,7 @@ impl JenkinsControl {
                 if *final_pass && phase < Some(CatchUpPhase::Done) {
                     self.final_pass(*term, mode, goal, home_watch).await;
                     self.set_phase(*term, CatchUpPhase::Done);
+                    *lock(&self.caught_up) = Some((*term, std::time::Instant::now()));
                     tracing::info!("Jenkins caught up for term {term}");
                 }
             }
@@ -567,6 +580,9 @@ impl JenkinsControl {
     /// `nextBuildNumber`, and cancels the builds another controller already ran (see
     /// [`QueueWatch`]).
     async fn watch_queue(&self) {
+        if self.checks.snapshot().word != "up" {
+            return;
+        }
         {
             let mut last = lock(&self.last_listing);
             if last.is_some_and(|t| t.elapsed() < self.interval) {
@@ -693,7 +709,6 @@ impl JenkinsControl {
             return;
         }
         let result = if quiet {
-            tracing::info!("putting Jenkins into quiet-down");
             self.client.quiet_down().await
         } else {
             self.client.cancel_quiet_down().await
@@ -705,19 +720,38 @@ impl JenkinsControl {
                     s.quieting_down = Some(quiet);
                     s.last_error = None;
                 });
-                if let Asserted::Active { term, .. } = wanted {
-                    tracing::info!("Jenkins is active for term {term}: quiet-down cancelled");
+                lock(&self.warned).clear();
+                match wanted {
+                    Asserted::Active { term, .. } => {
+                        tracing::info!("Jenkins is active for term {term}: quiet-down cancelled")
+                    }
+                    Asserted::Quiet { .. } => {
+                        tracing::info!("Jenkins is in quiet-down: it starts no build")
+                    }
                 }
             }
             Err(e) => self.note_error(&e),
         }
     }
 
+    /// Whether the new active of `term` is in its first moments (ten intervals after its
+    /// catch-up ended), while HAProxy moves the users and the old master may still write.
+    fn settling(&self, term: u64) -> bool {
+        lock(&self.caught_up).is_some_and(|(t, at)| t == term && at.elapsed() < self.interval * 10)
+    }
+
+    /// Records a failed call; each distinct failure is logged once until a quiet-down or its
+    /// cancel goes through again (a Jenkins that loads for minutes answers 503 to everything).
     fn note_error(&self, e: &JenkinsError) {
         let text = e.to_string();
-        if self.snapshot().last_error.as_deref() != Some(text.as_str()) {
+        let mut warned = lock(&self.warned);
+        if warned.len() >= 64 {
+            warned.clear();
+        }
+        if warned.insert(text.clone()) {
             tracing::warn!("Jenkins: {text}");
         }
+        drop(warned);
         self.update(|s| s.last_error = Some(text));
     }
 
@@ -737,7 +771,11 @@ impl JenkinsControl {
             ReloadPurpose::Promote(t) | ReloadPurpose::Prepare(t) => t,
             _ => 0,
         };
-        let pending = self.flush_watch(home_watch).await;
+        // A promotion serves users after this first pass: it takes what the watcher's scans
+        // found so far (a scan of 10,000 jobs on NFS takes seconds), and the final pass scans.
+        // A switchover's preparation runs while the old master serves: it scans first.
+        let scan = !matches!(purpose, ReloadPurpose::Promote(_));
+        let pending = self.flush_watch(home_watch, scan).await;
         let (full_why, mut items) = match &pending {
             Some(plan) => {
                 self.note_restart_needed(plan);
@@ -797,6 +835,9 @@ impl JenkinsControl {
                         },
                         detail: kind.describe(),
                         took_ms: started.elapsed().as_millis() as u64,
+                        builds_after_ms: None,
+                        started_unix_ms: unix_ms()
+                            .saturating_sub(started.elapsed().as_millis() as u64),
                         cancelled_queued: 0,
                         renumbered: 0,
                     });
@@ -831,7 +872,7 @@ impl JenkinsControl {
         if !self.full_reload(kind, purpose, mode, goal).await {
             return false;
         }
-        if let Some(plan) = self.flush_watch(home_watch).await {
+        if let Some(plan) = self.flush_watch(home_watch, true).await {
             self.note_restart_needed(&plan);
             for item in plan.items {
                 if !nested.contains(&item) {
@@ -853,13 +894,20 @@ impl JenkinsControl {
         goal: &mut watch::Receiver<JenkinsGoal>,
         home_watch: &mut Option<HomeWatch>,
     ) {
-        if let Some(plan) = self.flush_watch(home_watch).await {
+        if let Some(plan) = self.flush_watch(home_watch, true).await {
             self.note_restart_needed(&plan);
-            if plan.full {
+            // A full reload when the plan needs one, or when an item reload met an item its
+            // Jenkins does not have (only a full reload discovers it).
+            let full = if plan.full {
                 tracing::info!(
                     "term {term}: the final pass needs a full reload: {}",
                     plan.full_why.join("; ")
                 );
+                true
+            } else {
+                !self.reload_items(&plan.items).await.0.is_empty()
+            };
+            if full {
                 self.full_catch_up(
                     ReloadPurpose::Promote(term),
                     mode,
@@ -868,18 +916,6 @@ impl JenkinsControl {
                     &plan.items,
                 )
                 .await;
-            } else {
-                let (not_loaded, _) = self.reload_items(&plan.items).await;
-                if !not_loaded.is_empty() {
-                    self.full_catch_up(
-                        ReloadPurpose::Promote(term),
-                        mode,
-                        goal,
-                        home_watch,
-                        &plan.items,
-                    )
-                    .await;
-                }
             }
         }
         let renumbered = self.check_next_numbers(term, home_watch).await;
@@ -893,6 +929,7 @@ impl JenkinsControl {
             if let Some(p) = s.last_promotion.as_mut().filter(|p| p.term == term) {
                 p.cancelled_queued = cancelled;
                 p.renumbered = renumbered;
+                p.builds_after_ms = Some(unix_ms().saturating_sub(p.started_unix_ms));
             }
         });
     }
@@ -998,26 +1035,38 @@ impl JenkinsControl {
 
     /// Scans JENKINS_HOME now and takes every pending change, within a bound (storage may
     /// hang).
-    async fn flush_watch(&self, home_watch: &mut Option<HomeWatch>) -> Option<ReloadPlan> {
+    async fn flush_watch(
+        &self,
+        home_watch: &mut Option<HomeWatch>,
+        scan: bool,
+    ) -> Option<ReloadPlan> {
         let w = home_watch.as_mut()?;
-        let bound = (self.interval * 4).max(Duration::from_secs(2));
-        match tokio::time::timeout(bound, w.flush()).await {
-            Ok(Ok(Some(plan))) => {
-                tracing::info!("applying pending JENKINS_HOME changes: {plan}");
-                Some(plan)
+        let plan = if scan {
+            // A scan of a large home on NFS takes seconds: give it three times the last one.
+            let last = w.last_stats().map(|s| s.duration).unwrap_or_default();
+            let bound = (self.interval * 4)
+                .max(Duration::from_secs(2))
+                .max(last * 3);
+            match tokio::time::timeout(bound, w.flush()).await {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(e)) => {
+                    tracing::warn!("JENKINS_HOME scan before the catch-up failed: {e}");
+                    w.take_pending()
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "JENKINS_HOME scan before the catch-up did not finish in {bound:?}; going on with what earlier scans found"
+                    );
+                    w.take_pending()
+                }
             }
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
-                tracing::warn!("JENKINS_HOME scan before the catch-up failed: {e}");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "JENKINS_HOME scan before the catch-up did not finish in {bound:?}; going on"
-                );
-                None
-            }
+        } else {
+            w.take_pending()
+        };
+        if let Some(plan) = &plan {
+            tracing::info!("applying pending JENKINS_HOME changes: {plan}");
         }
+        plan
     }
 
     /// Per-item reloads (`POST /job/.../reload`), in order (a folder before its children).
@@ -1151,6 +1200,25 @@ impl JenkinsControl {
             })
         };
         self.note_restart_needed(&plan);
+        if let Mode::Active { term, .. } = mode {
+            // Settling after a promotion: per-item reloads only (a full reload would make the
+            // Jenkins users were just sent to answer 503 for as long as it takes).
+            if plan.full {
+                tracing::warn!(
+                    "term {term}: JENKINS_HOME changed right after the promotion in a way only a full reload applies ({}); not applied on the active: a switchover applies it",
+                    plan.full_why.join("; ")
+                );
+            }
+            if !plan.items.is_empty() {
+                tracing::info!(
+                    "term {term}: the old master wrote until users moved: reloading {}",
+                    summarize(&plan.items)
+                );
+                self.reload_items(&plan.items).await;
+            }
+            note(format!("applied while settling: {plan}"));
+            return;
+        }
         if let Mode::Standby {
             prepare: Some(term),
             ..

@@ -25,6 +25,7 @@ pub fn observation(
             role: p.status.role,
             term: p.status.term.unwrap_or(0),
             jenkins_healthy: p.status.jenkins_healthy,
+            jenkins_reloading: p.status.jenkins == "reloading",
             current: p.status.current,
             priority: p.status.priority,
             age: now.saturating_sub(p.at),

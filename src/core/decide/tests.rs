@@ -614,6 +614,36 @@ fn unhealthy_standby_never_claims_and_says_no_active_loudly() {
 }
 
 #[test]
+fn a_holder_whose_jenkins_reloads_is_no_missing_active() {
+    // The holder is promoting with a full reload (503 for a while); our Jenkins is down.
+    let mut c = core("b", "a");
+    let heard = |reloading: bool| PeerObs {
+        name: "a".into(),
+        role: Role::Active,
+        term: 7,
+        jenkins_healthy: false,
+        jenkins_reloading: reloading,
+        current: true,
+        priority: 1,
+        age: 100 * MS,
+    };
+    let mut o = obs(0, term(7, "a", 3), down(4));
+    o.peers = vec![heard(true)];
+    let d = c.decide(&o);
+    assert_eq!(d.reason.kind, ReasonKind::Standby, "{}", d.reason);
+    assert!(
+        d.reason.text.contains("its Jenkins is reloading"),
+        "{}",
+        d.reason
+    );
+    // Its Jenkins down, not reloading: the alarm.
+    let mut o = obs(500, term(7, "a", 4), down(5));
+    o.peers = vec![heard(false)];
+    let d = c.decide(&o);
+    assert_eq!(d.reason.kind, ReasonKind::NoActiveNode, "{}", d.reason);
+}
+
+#[test]
 fn paused_standby_does_not_take_a_stale_term() {
     let mut c = core("b", "a");
     c.decide(&obs(0, term(7, "a", 3), healthy()));
@@ -760,6 +790,7 @@ fn failing_jenkins_keeps_the_term_when_the_peer_is_down_too() {
         role: Role::Standby,
         term: 3,
         jenkins_healthy: false,
+        jenkins_reloading: false,
         current: true,
         priority: 1,
         age: 200 * MS,

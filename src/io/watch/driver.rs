@@ -186,6 +186,13 @@ impl HomeWatch {
         Ok(self.batcher.take_now(now))
     }
 
+    /// Everything pending now, without a new scan (and ignoring the debounce and the
+    /// full-reload gap): what the last scans found.
+    pub fn take_pending(&mut self) -> Option<ReloadPlan> {
+        let now = self.now();
+        self.batcher.take_now(now)
+    }
+
     /// Whether changes wait in the batch (debounce, or the full-reload gap).
     pub fn pending(&self) -> bool {
         self.batcher.is_pending()
