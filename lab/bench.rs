@@ -18,12 +18,17 @@
 //!   first decision, and the criterion figures of `benches/decide_tick.rs` when present.
 //! - `flip`: from the claim (the new term file's mtime) until every HAProxy socket shows the new
 //!   routing, with one and with two HAProxy instances.
+//! - `etcd`: the crash failover and the host death again, on the term files and on
+//!   `lease.backend: etcd` (a real 3-member etcd cluster the benchmark starts on loopback), run
+//!   by run in turns, at timings in whole seconds (an etcd lease's TTL is whole seconds).
 //!
 //! Progress goes to stderr; the Markdown table (median, p90, max of N runs) and the timelines
 //! of representative runs go to stdout.
 
 #[path = "cluster.rs"]
 mod cluster;
+#[path = "etcd.rs"]
+mod etcd;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -36,13 +41,14 @@ use cluster::{binaries, write_job, Cluster, Spec, NAMES};
 use jenkins_ha::core::Role;
 use nix::sys::signal::Signal;
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "crash",
     "host-death",
     "switchover",
     "propagation",
     "footprint",
     "flip",
+    "etcd",
 ];
 
 /// Jobs in every benchmark home (top-level), and jobs inside `folder`.
@@ -510,12 +516,20 @@ async fn settle(c: &Cluster, timeout: Duration) -> Option<usize> {
 }
 
 /// A cluster with both sidecars, settled; `None` (after printing its logs' tail) otherwise.
-/// Tried up to three times: the harness picks its ports by binding port 0 and releasing it, and
-/// the benchmark's own polling connections can take such a port in between.
+/// Tried up to three times: the harness picks each port free and releases it for the process
+/// that listens on it, and something else can take it in between.
 async fn started(spec: Spec) -> Option<(Cluster, usize)> {
     for attempt in 1..=3 {
         let t = Instant::now();
-        let c = Cluster::start(spec.clone());
+        // A stand-in that cannot listen on its port fails the start with a panic (the
+        // harness has already stopped what it started): try again on other ports.
+        let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Cluster::start(spec.clone())
+        }));
+        let Ok(c) = start else {
+            eprintln!("bench: the cluster did not start (attempt {attempt} of 3)");
+            continue;
+        };
         match settle(&c, Duration::from_secs(30)).await {
             Some(active) => {
                 eprintln!(
@@ -708,6 +722,7 @@ async fn crash_jenkins_ha(
     run: usize,
     bindfs: bool,
     followed: bool,
+    etcd_lease: Option<(Vec<String>, String)>,
 ) -> Option<CrashRun> {
     let spec = Spec {
         interval: ms(interval_ms),
@@ -716,6 +731,7 @@ async fn crash_jenkins_ha(
         jobs: JOBS,
         folder_jobs: FOLDER_JOBS,
         bindfs,
+        etcd_lease,
         ..Spec::default()
     };
     let (mut c, active) = started(spec).await?;
@@ -854,7 +870,7 @@ async fn section_crash(report: &mut Report, runs: usize, slow_runs: usize) {
         let mut cpu: Vec<f64> = Vec::new();
         let (mut detect, mut handover, mut serve) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..n {
-            match crash_jenkins_ha(interval, run, bindfs, followed).await {
+            match crash_jenkins_ha(interval, run, bindfs, followed, None).await {
                 Some(r) => {
                     eprintln!(
                         "bench: crash interval {interval} ms run {}/{n}: first 200 {:.2} s, uninterrupted from {:.2} s; stale at the kill {}, at the first 200 {}, once active {:?}",
@@ -1010,13 +1026,17 @@ async fn section_crash(report: &mut Report, runs: usize, slow_runs: usize) {
 // 2. Host death
 
 /// Kill → first 200, kill → "won term", and the timeline.
-async fn host_death(lease_ms: u64) -> Option<(f64, Option<f64>, Vec<String>)> {
+async fn host_death(
+    lease_ms: u64,
+    etcd_lease: Option<(Vec<String>, String)>,
+) -> Option<(f64, Option<f64>, Vec<String>)> {
     let interval = lease_ms / 5;
     let spec = Spec {
         interval: ms(interval),
         fall: 3,
         lease_timeout: ms(lease_ms),
         jobs: JOBS,
+        etcd_lease,
         ..Spec::default()
     };
     let (mut c, active) = started(spec).await?;
@@ -1065,7 +1085,7 @@ async fn section_host_death(report: &mut Report, runs: usize) {
         let (mut claim, mut serve) = (Vec::new(), Vec::new());
         let mut timelines = Vec::new();
         for run in 0..n {
-            match host_death(lease).await {
+            match host_death(lease, None).await {
                 Some((s, won, t)) => {
                     eprintln!(
                         "bench: host death lease {lease} ms run {}/{n}: {s:.2} s (won term at {won:?})",
@@ -1129,6 +1149,172 @@ async fn section_host_death(report: &mut Report, runs: usize) {
                     secs[m]
                 ),
                 timelines[m].clone(),
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The etcd lease beside the term files
+
+/// The crash interval of the `etcd` section: lease_timeout 3 s (interval × 6, as in `crash`).
+const ETCD_CRASH_INTERVAL_MS: u64 = 500;
+/// The host-death lease_timeout of the `etcd` section (interval 1 s, as in `host-death`).
+const ETCD_HOST_DEATH_LEASE_MS: u64 = 5000;
+
+/// The crash failover and the host death on both lease backends, at the same timing, one run of
+/// each backend after the other so that both see the same machine. The timings are whole
+/// seconds: an etcd lease's TTL is `lease_timeout` rounded up to seconds, so 3 s and 5 s give
+/// etcd exactly the lease the term files get. Two masters, as in the other sections.
+async fn section_etcd(report: &mut Report, runs: usize) {
+    let etcd = etcd::EtcdCluster::start(3);
+    eprintln!("bench: etcd: 3 members at {}", etcd.endpoints().join(", "));
+    let mut prefixes = 0;
+    let mut lease_for = |etcd_backend: bool| {
+        prefixes += 1;
+        etcd_backend.then(|| (etcd.endpoints(), format!("/jenkins-ha/bench-{prefixes}")))
+    };
+    let backends = [("term files", false), ("etcd, 3 members", true)];
+
+    let interval = ETCD_CRASH_INTERVAL_MS;
+    let mut crash: [Vec<CrashRun>; 2] = Default::default();
+    for run in 0..runs {
+        for (b, (name, on_etcd)) in backends.iter().enumerate() {
+            match crash_jenkins_ha(interval, run, false, true, lease_for(*on_etcd)).await {
+                Some(r) => {
+                    eprintln!(
+                        "bench: crash on {name} run {}/{runs}: first 200 {:.2} s",
+                        run + 1,
+                        r.secs
+                    );
+                    crash[b].push(r);
+                }
+                None => eprintln!("bench: crash on {name} run {}: FAILED", run + 1),
+            }
+        }
+    }
+    for (b, (name, _)) in backends.iter().enumerate() {
+        let setting = format!(
+            "lease on {name}; interval {interval} ms, fall 3, lease_timeout {} s",
+            interval * 6 / 1000
+        );
+        let runs = &crash[b];
+        let secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+        report.add(
+            "etcd",
+            "crash failover: kill -9 of the active's Jenkins → first 200 from the standby",
+            &setting,
+            &secs,
+            Unit::Secs,
+            Some(Goal {
+                limit: 2.0,
+                text: "≤ 2 s".into(),
+            }),
+        );
+        let (mut detect, mut handover, mut serve) = (Vec::new(), Vec::new(), Vec::new());
+        for r in runs {
+            if let (Some(rel), Some(won)) = (r.released, r.won) {
+                detect.push(rel);
+                handover.push((won - rel) * 1000.0);
+                serve.push(r.secs - won);
+            }
+        }
+        report.add(
+            "etcd",
+            "where the time goes (a): kill → the active logs \"releasing term\"",
+            &setting,
+            &detect,
+            Unit::Secs,
+            None,
+        );
+        report.add(
+            "etcd",
+            "(b): \"releasing term\" → the standby logs \"won term\" (the release written, heard, the claim written)",
+            &setting,
+            &handover,
+            Unit::Ms,
+            None,
+        );
+        report.add(
+            "etcd",
+            "(c): \"won term\" → first 200",
+            &setting,
+            &serve,
+            Unit::Secs,
+            None,
+        );
+    }
+
+    let lease = ETCD_HOST_DEATH_LEASE_MS;
+    let mut death: [Vec<(f64, Option<f64>)>; 2] = Default::default();
+    let mut timelines: [Vec<Vec<String>>; 2] = Default::default();
+    for run in 0..runs {
+        for (b, (name, on_etcd)) in backends.iter().enumerate() {
+            match host_death(lease, lease_for(*on_etcd)).await {
+                Some((s, won, t)) => {
+                    eprintln!(
+                        "bench: host death on {name} run {}/{runs}: {s:.2} s (won term at {won:?})",
+                        run + 1
+                    );
+                    death[b].push((s, won));
+                    timelines[b].push(t);
+                }
+                None => eprintln!("bench: host death on {name} run {}: FAILED", run + 1),
+            }
+        }
+    }
+    let lease_s = lease as f64 / 1000.0;
+    for (b, (name, _)) in backends.iter().enumerate() {
+        let setting = format!(
+            "lease on {name}; lease_timeout {} s, interval {} ms, fall 3",
+            lease / 1000,
+            lease / 5
+        );
+        let secs: Vec<f64> = death[b].iter().map(|(s, _)| *s).collect();
+        let overhead: Vec<f64> = secs.iter().map(|s| s - lease_s).collect();
+        let claim: Vec<f64> = death[b]
+            .iter()
+            .filter_map(|(_, won)| won.map(|w| w - lease_s))
+            .collect();
+        let limit = lease_s + 1.0;
+        report.add(
+            "etcd",
+            "host death: kill -9 of sidecar + Jenkins → first 200 from the standby",
+            &setting,
+            &secs,
+            Unit::Secs,
+            Some(Goal {
+                limit,
+                text: format!("≤ lease_timeout + 1 s = {limit:.0} s"),
+            }),
+        );
+        report.add(
+            "etcd",
+            "overhead above lease_timeout",
+            &setting,
+            &overhead,
+            Unit::Secs,
+            Some(Goal {
+                limit: 1.0,
+                text: "≤ 1 s".into(),
+            }),
+        );
+        report.add(
+            "etcd",
+            "where it goes: the standby logs \"won term\", after the kill, minus lease_timeout (on etcd the claim also waits for etcd to expire the dead holder's key)",
+            &setting,
+            &claim,
+            Unit::Secs,
+            None,
+        );
+        if let Some(m) = median_index(&secs) {
+            report.timelines.push((
+                format!(
+                    "Host death with the lease on {name} at lease_timeout {} s, the median run ({:.2} s): the standby's log from the kill (+0)",
+                    lease / 1000,
+                    secs[m]
+                ),
+                timelines[b][m].clone(),
             ));
         }
     }
@@ -1915,6 +2101,9 @@ async fn main() {
     }
     if want("flip") {
         section_flip(&mut report, runs).await;
+    }
+    if want("etcd") {
+        section_etcd(&mut report, runs).await;
     }
     report.print(&args, started_at);
 }

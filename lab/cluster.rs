@@ -1,5 +1,6 @@
-//! Dev-only: a whole jenkins-ha cluster on loopback — real HAProxy, two Jenkins stand-ins on a
-//! shared JENKINS_HOME, two sidecars — for the lab and the integration tests.
+//! Dev-only: a whole jenkins-ha cluster on loopback — real HAProxy, two (or more: [`Spec::nodes`])
+//! Jenkins stand-ins on a shared JENKINS_HOME, a sidecar beside each — for the lab and the
+//! integration tests.
 //!
 //! Every process is real and is killed when the [`Cluster`] drops. Faults are real signals:
 //! `kill -9`, `SIGSTOP`/`SIGCONT`. Logs of every process land in the cluster's directory and are
@@ -29,7 +30,20 @@ use jenkins_ha::status::ClusterStatus;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub const NAMES: [&str; 2] = ["jenkins01", "jenkins02"];
+/// Every node name the harness gives, in host order: host `i` is `NODE_NAMES[i]`.
+pub const NODE_NAMES: [&str; 9] = [
+    "jenkins01",
+    "jenkins02",
+    "jenkins03",
+    "jenkins04",
+    "jenkins05",
+    "jenkins06",
+    "jenkins07",
+    "jenkins08",
+    "jenkins09",
+];
+/// The two nodes of a two-node cluster (the default).
+pub const NAMES: [&str; 2] = [NODE_NAMES[0], NODE_NAMES[1]];
 pub const JENKINS_USER: &str = "ha-bot";
 pub const JENKINS_TOKEN: &str = "11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7";
 pub const CLUSTER_TOKEN: &str = "lab-cluster-token-5f0e1d2c3b4a";
@@ -73,8 +87,33 @@ pub fn binaries() -> &'static Path {
     })
 }
 
-/// A free TCP port on loopback (bound and released; good enough on a test machine).
+/// A free TCP port on loopback for a server to listen on (bound and released). It is picked
+/// below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where the source ports
+/// of outgoing connections come from: a port from that range can be taken by one of the many
+/// connections the processes make (heartbeats, HAProxy's checks, etcd clients) before its server
+/// binds it.
 pub fn free_port() -> u16 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const FLOOR: u64 = 10_000;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > FLOOR + 1_000 {
+        let span = ephemeral_low - FLOOR;
+        let seed = u64::from(std::process::id()) * 7_919
+            + SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 104_729
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::from(d.subsec_nanos()))
+                .unwrap_or(0);
+        for k in 0..500 {
+            let port = (FLOOR + (seed + k * 7_919) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -125,7 +164,16 @@ impl Proc {
         let _ = kill(self.pid(), signal);
     }
 
+    /// Whether the process has exited (and is waited for: its pid may be another process's by
+    /// now, so it gets no more signals).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn kill9(&mut self) {
+        if self.exited() {
+            return;
+        }
         self.signal(Signal::SIGKILL);
         let _ = self.child.wait();
     }
@@ -153,6 +201,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.exited() {
+            return;
+        }
         // Wake a stopped process first so SIGKILL is not left pending on a frozen one.
         self.signal(Signal::SIGCONT);
         self.kill9();
@@ -169,6 +220,11 @@ fn listening_lines(log: &Path) -> usize {
 /// How to build a cluster.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// How many masters: 2 (the default) writes each sidecar's config with `peer:`, more with
+    /// `peers:`. At most [`NODE_NAMES`]`.len()`.
+    pub nodes: usize,
+    /// `node.failover_priority` of each host, in host order; empty leaves the key out (1).
+    pub priorities: Vec<u32>,
     pub interval: Duration,
     pub fall: u32,
     pub lease_timeout: Duration,
@@ -181,9 +237,9 @@ pub struct Spec {
     /// Configure `peer.jenkins_url` so a new active quiets the old Jenkins (fencing).
     pub fence_peer_jenkins: bool,
     /// Give each node its own bindfs mount of JENKINS_HOME (NFS semantics: no inotify across
-    /// mounts); otherwise both use the directory itself.
+    /// mounts); otherwise every node uses the directory itself.
     pub bindfs: bool,
-    /// Extra YAML lines appended to both sidecar configs (e.g. a `watch:` section).
+    /// Extra YAML lines appended to every sidecar config (e.g. a `watch:` section).
     pub extra_config: String,
     pub reload_timeout: Duration,
     /// `jenkins.restart_command`, with `{dir}` replaced by the cluster's directory and `{node}`
@@ -191,9 +247,15 @@ pub struct Spec {
     pub restart_command: Option<String>,
     /// Run host 1 (its stand-in and its sidecar) in its own network namespace, joined to the root
     /// one by a veth pair, so that the link between the hosts can really be cut: see [`NetNs`].
+    /// The same as `netns_host: Some(1)`.
     pub netns_host1: bool,
+    /// Run this host in its own network namespace (like [`Spec::netns_host1`], for any host).
+    /// Its lease stays reachable when the link is cut: the term files are a directory, and the
+    /// etcd endpoints of [`Spec::etcd_lease`] are forwarded into the namespace on loopback,
+    /// like a storage network apart from the hosts' network.
+    pub netns_host: Option<usize>,
     /// Jobs created before start inside a folder `folder` (as `folder/nested-N`), besides the
-    /// top-level `jobs`: both stand-ins load them at start.
+    /// top-level `jobs`: every stand-in loads them at start.
     pub folder_jobs: usize,
     /// The manual design instead of jenkins-ha's: HAProxy alone health-checks both Jenkins
     /// (`option httpchk GET /login`, `inter 1s fall 1 rise 1`), jenkins01 the server and
@@ -234,14 +296,24 @@ pub struct TlsSpec {
 pub struct LabPki {
     pub ca: pki::Ca,
     pub dir: PathBuf,
-    pub files: [pki::TlsFiles; 2],
+    /// Host `i`'s files.
+    pub files: Vec<pki::TlsFiles>,
     /// The harness's client configuration: the cluster CA and the operator's certificate.
     pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl Spec {
+    /// The host in its own network namespace, if any ([`Spec::netns_host`], [`Spec::netns_host1`]).
+    pub fn namespaced_host(&self) -> Option<usize> {
+        self.netns_host.or(self.netns_host1.then_some(1))
+    }
 }
 
 impl Default for Spec {
     fn default() -> Self {
         Spec {
+            nodes: 2,
+            priorities: Vec::new(),
             interval: Duration::from_millis(200),
             fall: 3,
             lease_timeout: Duration::from_secs(2),
@@ -255,6 +327,7 @@ impl Default for Spec {
             reload_timeout: Duration::from_secs(10),
             restart_command: None,
             netns_host1: false,
+            netns_host: None,
             folder_jobs: 0,
             manual_haproxy: false,
             token_stats: false,
@@ -273,6 +346,7 @@ pub struct Host {
     pub name: &'static str,
     pub api_port: u16,
     /// The port this host's sidecar sends heartbeats to (the peer's API, or a relay before it).
+    /// Two-node clusters only: with `peers:` each peer is reached on its own `api_port`.
     pub peer_port: u16,
     pub jenkins_port: u16,
     pub agent_port: u16,
@@ -282,7 +356,8 @@ pub struct Host {
     pub sidecar: Option<Proc>,
     /// The address this host's API, Jenkins and agent port listen on.
     pub listen_ip: String,
-    /// The address the other host's sidecar uses for this host's API and Jenkins.
+    /// The address the other hosts' sidecars use for this host's API and Jenkins (hosts that
+    /// share the root namespace use loopback between them).
     pub reach_ip: String,
     /// The address HAProxy uses for this host's Jenkins, agent port and `/active` check.
     pub haproxy_ip: String,
@@ -326,19 +401,21 @@ pub struct Cluster {
     _tmp: Option<tempfile::TempDir>,
     pub home: PathBuf,
     pub spec: Spec,
-    pub hosts: [Host; 2],
+    /// Host `i` is `NODE_NAMES[i]`; [`Spec::nodes`] of them.
+    pub hosts: Vec<Host>,
     pub haproxies: Vec<Haproxy>,
     pub http: HttpClient,
     /// Unmounted after the processes are gone, before the temp dir is removed.
     pub bind: Option<BindMounts>,
-    /// Host 1's network namespace ([`Spec::netns_host1`]); deleted after the processes are gone.
+    /// The namespaced host's network namespace ([`Spec::netns_host`]); deleted after the
+    /// processes are gone.
     pub netns: Option<NetNs>,
     /// The certificates, with [`Spec::tls`].
     pub pki: Option<LabPki>,
 }
 
 impl Cluster {
-    /// Writes the configs, starts HAProxy and both stand-ins, but no sidecar.
+    /// Writes the configs, starts HAProxy and every stand-in, but no sidecar.
     pub fn prepare(spec: Spec) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("jenkins-ha-lab-")
@@ -352,6 +429,26 @@ impl Cluster {
 
     /// Like [`Cluster::prepare`] in a directory the caller keeps.
     pub fn prepare_in(dir: &Path, spec: Spec) -> Cluster {
+        let n = spec.nodes;
+        assert!(
+            (2..=NODE_NAMES.len()).contains(&n),
+            "Spec::nodes must be 2 to {}, got {n}",
+            NODE_NAMES.len()
+        );
+        assert!(
+            spec.priorities.is_empty() || spec.priorities.len() == n,
+            "Spec::priorities must give one priority per host ({n}), got {:?}",
+            spec.priorities
+        );
+        assert!(
+            !spec.manual_haproxy || n == 2,
+            "the manual HAProxy design has two servers"
+        );
+        let namespaced = spec.namespaced_host();
+        assert!(
+            namespaced.is_none_or(|k| k < n),
+            "no host {namespaced:?} to put in a namespace"
+        );
         binaries();
         fs::create_dir_all(dir).expect("cluster dir");
         let home = dir.join("jenkins_home");
@@ -383,42 +480,54 @@ impl Cluster {
         write_secret(&token, CLUSTER_TOKEN);
         let jenkins_token = dir.join("jenkins.token");
         write_secret(&jenkins_token, JENKINS_TOKEN);
-        let bind = spec.bindfs.then(|| BindMounts::new(&home, dir));
-        let mut netns = spec.netns_host1.then(NetNs::create);
+        let bind = spec.bindfs.then(|| BindMounts::with_count(&home, dir, n));
+        let mut netns = namespaced.map(|_| NetNs::create());
         let mounts = match &bind {
             Some(b) => b.mounts.clone(),
-            None => [home.clone(), home.clone()],
+            None => vec![home.clone(); n],
         };
 
-        let api_ports = [free_port(), free_port()];
-        let mut hosts = [0, 1].map(|i| Host {
-            name: NAMES[i],
-            api_port: api_ports[i],
-            peer_port: api_ports[1 - i],
-            jenkins_port: free_port(),
-            agent_port: free_port(),
-            home: mounts[i].clone(),
-            config: dir.join(format!("{}.yaml", NAMES[i])),
-            jenkins: None,
-            sidecar: None,
-            listen_ip: "127.0.0.1".into(),
-            reach_ip: "127.0.0.1".into(),
-            haproxy_ip: "127.0.0.1".into(),
-            netns: None,
-        });
-        if let Some(ns) = netns.as_mut() {
-            // Host 0 stays in the root namespace, where HAProxy reaches it on loopback and host 1
-            // over the veth. Host 1 listens on every address of its namespace: the veth one for
-            // HAProxy and host 0, loopback for its own sidecar (so a cut link never looks like
-            // its own Jenkins died). The test reaches host 1's API and Jenkins from inside its
-            // namespace (forwarders on the same loopback ports), like an out-of-band console.
-            hosts[0].listen_ip = "0.0.0.0".into();
-            hosts[0].reach_ip = ns.root_ip.clone();
-            hosts[1].listen_ip = "0.0.0.0".into();
-            hosts[1].reach_ip = ns.ns_ip.clone();
-            hosts[1].haproxy_ip = ns.ns_ip.clone();
-            hosts[1].netns = Some(ns.name.clone());
-            ns.forward(&[hosts[1].api_port, hosts[1].jenkins_port]);
+        let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut hosts: Vec<Host> = (0..n)
+            .map(|i| Host {
+                name: NODE_NAMES[i],
+                api_port: api_ports[i],
+                peer_port: api_ports[(i + 1) % n],
+                jenkins_port: free_port(),
+                agent_port: free_port(),
+                home: mounts[i].clone(),
+                config: dir.join(format!("{}.yaml", NODE_NAMES[i])),
+                jenkins: None,
+                sidecar: None,
+                listen_ip: "127.0.0.1".into(),
+                reach_ip: "127.0.0.1".into(),
+                haproxy_ip: "127.0.0.1".into(),
+                netns: None,
+            })
+            .collect();
+        if let (Some(ns), Some(k)) = (netns.as_mut(), namespaced) {
+            // The other hosts stay in the root namespace, where HAProxy reaches them on loopback
+            // and host k over the veth. Host k listens on every address of its namespace: the
+            // veth one for HAProxy and the other hosts, loopback for its own sidecar (so a cut
+            // link never looks like its own Jenkins died). The test reaches host k's API and
+            // Jenkins from inside its namespace (forwarders on the same loopback ports), like an
+            // out-of-band console. The root hosts listen everywhere too, and host k reaches them
+            // at the root end of the veth.
+            for (i, host) in hosts.iter_mut().enumerate() {
+                host.listen_ip = "0.0.0.0".into();
+                if i == k {
+                    host.reach_ip = ns.ns_ip.clone();
+                    host.haproxy_ip = ns.ns_ip.clone();
+                    host.netns = Some(ns.name.clone());
+                } else {
+                    host.reach_ip = ns.root_ip.clone();
+                }
+            }
+            ns.forward(&[hosts[k].api_port, hosts[k].jenkins_port]);
+            if let Some((endpoints, _)) = &spec.etcd_lease {
+                let ports: Vec<u16> = endpoints.iter().filter_map(|e| loopback_port(e)).collect();
+                ns.forward_out(&ports);
+            }
         }
         let haproxies: Vec<Haproxy> = (0..spec.haproxies)
             .map(|k| Haproxy {
@@ -448,7 +557,7 @@ impl Cluster {
             cluster.write_haproxy_cfg(k);
             cluster.start_haproxy(k);
         }
-        let mut before = [0; 2];
+        let mut before = vec![0; n];
         for (i, b) in before.iter_mut().enumerate() {
             cluster.write_sidecar_config(i);
             *b = cluster.spawn_jenkins(i);
@@ -461,15 +570,42 @@ impl Cluster {
         cluster
     }
 
-    /// Prepares and starts both sidecars.
+    /// Prepares and starts every sidecar.
     pub fn start(spec: Spec) -> Cluster {
         let mut c = Self::prepare(spec);
-        c.start_sidecar(0);
-        c.start_sidecar(1);
+        for i in 0..c.hosts.len() {
+            c.start_sidecar(i);
+        }
         c
     }
 
-    /// Starts everything at once, as two hosts booting do: the sidecars start while their
+    /// The name of host `i` (`jenkins01`, ...).
+    pub fn name(&self, i: usize) -> &'static str {
+        self.hosts[i].name
+    }
+
+    /// The index of the host named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.name == name)
+    }
+
+    /// Every host but `i`.
+    pub fn others(&self, i: usize) -> Vec<usize> {
+        (0..self.hosts.len()).filter(|&j| j != i).collect()
+    }
+
+    /// The address host `from`'s sidecar uses for host `to`'s API and Jenkins: loopback between
+    /// two hosts of the root namespace, else the veth address of `to`'s side.
+    fn address_for(&self, from: usize, to: usize) -> String {
+        let (a, b) = (&self.hosts[from], &self.hosts[to]);
+        if a.netns.is_none() && b.netns.is_none() {
+            "127.0.0.1".into()
+        } else {
+            b.reach_ip.clone()
+        }
+    }
+
+    /// Starts everything at once, as the hosts booting do: the sidecars start while their
     /// Jenkins still load the home (and see them come up). Returns before the loads end.
     pub fn boot(spec: Spec) -> Cluster {
         let tmp = tempfile::Builder::new()
@@ -488,8 +624,9 @@ impl Cluster {
         let wait = std::mem::replace(&mut spec.wait_for_jenkins, false);
         let mut c = Self::prepare_in(dir, spec);
         c.spec.wait_for_jenkins = wait;
-        c.start_sidecar(0);
-        c.start_sidecar(1);
+        for i in 0..c.hosts.len() {
+            c.start_sidecar(i);
+        }
         c
     }
 
@@ -573,20 +710,11 @@ impl Cluster {
 
     fn write_sidecar_config(&self, i: usize) {
         let me = &self.hosts[i];
-        let peer = &self.hosts[1 - i];
         let sockets: Vec<String> = self
             .haproxies
             .iter()
             .map(|h| h.socket.display().to_string())
             .collect();
-        let fence = if self.spec.fence_peer_jenkins {
-            format!(
-                "  jenkins_url: http://{}:{}\n",
-                peer.reach_ip, peer.jenkins_port
-            )
-        } else {
-            String::new()
-        };
         let (scheme, tls) = match &self.pki {
             Some(p) => (
                 "https",
@@ -600,9 +728,51 @@ impl Cluster {
             ),
             None => ("http", String::new()),
         };
+        let jenkins_url = |j: usize| {
+            format!(
+                "http://{}:{}",
+                self.address_for(i, j),
+                self.hosts[j].jenkins_port
+            )
+        };
+        // Two nodes: the `peer:` form, heartbeats to `peer_port` (a relay may sit there). More:
+        // the `peers:` list.
+        let peers = if self.hosts.len() == 2 {
+            let j = 1 - i;
+            let fence = if self.spec.fence_peer_jenkins {
+                format!("  jenkins_url: {}\n", jenkins_url(j))
+            } else {
+                String::new()
+            };
+            format!(
+                "peer:\n  name: {}\n  url: {scheme}://{}:{}\n{fence}",
+                self.hosts[j].name,
+                self.address_for(i, j),
+                me.peer_port
+            )
+        } else {
+            let mut list = "peers:\n".to_string();
+            for j in self.others(i) {
+                let fence = if self.spec.fence_peer_jenkins {
+                    format!(", jenkins_url: {}", jenkins_url(j))
+                } else {
+                    String::new()
+                };
+                list.push_str(&format!(
+                    "  - {{name: {}, url: {scheme}://{}:{}{fence}}}\n",
+                    self.hosts[j].name,
+                    self.address_for(i, j),
+                    self.hosts[j].api_port
+                ));
+            }
+            list
+        };
+        let priority = match self.spec.priorities.get(i) {
+            Some(p) => format!("  failover_priority: {p}\n"),
+            None => String::new(),
+        };
         let yaml = format!(
-            "node:\n  name: {name}\n  listen: {listen}:{api}\n{tls}\
-             peer:\n  name: {peer_name}\n  url: {scheme}://{peer_ip}:{peer_api}\n{fence}\
+            "node:\n  name: {name}\n  listen: {listen}:{api}\n{priority}{tls}{peers}\
              auth:\n  token_file: {dir}/cluster.token\n\
              jenkins:\n  url: http://127.0.0.1:{jport}\n  user: {user}\n  api_token_file: {dir}/jenkins.token\n  \
              home: {home}\n  reload_timeout: {reload_timeout}ms\n{restart}\
@@ -611,10 +781,7 @@ impl Cluster {
              haproxy:\n  sockets: [{sockets}]\n  backends: [jenkins_http, jenkins_agent]\n{extra}",
             name = me.name,
             listen = me.listen_ip,
-            peer_ip = peer.reach_ip,
             api = me.api_port,
-            peer_name = peer.name,
-            peer_api = me.peer_port,
             dir = self.dir.display(),
             jport = me.jenkins_port,
             user = JENKINS_USER,
@@ -643,8 +810,31 @@ impl Cluster {
         fs::write(&me.config, yaml).expect("sidecar config");
     }
 
-    /// Sends host `i`'s heartbeats to `port` (a relay) from its next start on.
+    /// Points every sidecar's config at another lease (see [`Spec::etcd_lease`]; `None`: the
+    /// term files), from each sidecar's next start on: the configs are rewritten, nothing
+    /// restarts.
+    pub fn set_lease(&mut self, etcd_lease: Option<(Vec<String>, String)>) {
+        self.spec.etcd_lease = etcd_lease;
+        for i in 0..self.hosts.len() {
+            self.write_sidecar_config(i);
+        }
+    }
+
+    /// Stops host `i`'s sidecar with SIGTERM, as `systemctl restart` does, and starts it again
+    /// from its config. Returns the stop's exit code (`None`: it needed SIGKILL).
+    pub fn restart_sidecar(&mut self, i: usize) -> Option<i32> {
+        let code = self.hosts[i]
+            .sidecar
+            .as_mut()
+            .and_then(|p| p.terminate(Duration::from_secs(15)));
+        self.start_sidecar(i);
+        code
+    }
+
+    /// Sends host `i`'s heartbeats to `port` (a relay) from its next start on (two-node
+    /// clusters: the `peer:` form).
     pub fn set_peer_port(&mut self, i: usize, port: u16) {
+        assert_eq!(self.hosts.len(), 2, "set_peer_port is for the `peer:` form");
         self.hosts[i].peer_port = port;
         self.write_sidecar_config(i);
     }
@@ -707,12 +897,26 @@ impl Cluster {
         self.wait_jenkins_loaded(i, before);
     }
 
-    /// Waits until host `i`'s stand-in printed more "listening" lines than `before`.
-    pub fn wait_jenkins_loaded(&self, i: usize, before: usize) {
+    /// Waits until host `i`'s stand-in printed more "listening" lines than `before`. One that
+    /// exits meanwhile (it could not listen on its port) fails at once.
+    pub fn wait_jenkins_loaded(&mut self, i: usize, before: usize) {
         let log = self.dir.join(format!("{}-jenkins.log", self.hosts[i].name));
+        let mut exited = false;
+        let started = wait_for(Duration::from_secs(600), || {
+            if listening_lines(&log) > before {
+                return true;
+            }
+            exited = self.hosts[i].jenkins.as_mut().is_some_and(|p| !p.running());
+            exited
+        });
         assert!(
-            wait_for(Duration::from_secs(600), || listening_lines(&log) > before),
-            "stand-in {i} did not finish starting\n{}",
+            started && !exited,
+            "stand-in {i} {}\n{}",
+            if exited {
+                "exited during its start"
+            } else {
+                "did not finish starting"
+            },
             fs::read_to_string(&log).unwrap_or_default()
         );
     }
@@ -1010,34 +1214,47 @@ impl Cluster {
         }
     }
 
+    /// The hosts whose sidecar answers `/active` 200 now.
+    pub async fn active_nodes(&self) -> Vec<usize> {
+        let mut active = Vec::new();
+        for i in 0..self.hosts.len() {
+            if self.active_code(i).await == Some(200) {
+                active.push(i);
+            }
+        }
+        active
+    }
+
     /// Waits until exactly one node answers `/active` 200 and returns its index.
     pub async fn wait_one_active(&self, timeout: Duration) -> Option<usize> {
         self.wait(timeout, || async {
-            let a = self.active_code(0).await == Some(200);
-            let b = self.active_code(1).await == Some(200);
-            match (a, b) {
-                (true, false) => Some(0),
-                (false, true) => Some(1),
+            match self.active_nodes().await[..] {
+                [one] => Some(one),
                 _ => None,
             }
         })
         .await
     }
 
-    /// Waits until HAProxy `k` routes to host `i` in every backend (ready) and not to the other (maint).
+    /// Whether HAProxy `k` routes to host `i` in every backend (ready) and to no other (maint).
+    pub async fn routed_only_to(&self, k: usize, i: usize) -> bool {
+        let Some(states) = self.haproxy_states(k).await else {
+            return false;
+        };
+        ["jenkins_http", "jenkins_agent"].iter().all(|b| {
+            self.hosts.iter().enumerate().all(|(j, host)| {
+                states
+                    .iter()
+                    .find(|s| s.backend == *b && s.server == host.name)
+                    .is_some_and(|s| if j == i { s.is_ready() } else { s.is_maint() })
+            })
+        })
+    }
+
+    /// Waits until HAProxy `k` routes to host `i` in every backend (ready) and not to the others (maint).
     pub async fn wait_routed(&self, k: usize, i: usize, timeout: Duration) -> bool {
         self.wait(timeout, || async {
-            let states = self.haproxy_states(k).await?;
-            let ok = ["jenkins_http", "jenkins_agent"].iter().all(|b| {
-                let me = states
-                    .iter()
-                    .find(|s| s.backend == *b && s.server == NAMES[i]);
-                let other = states
-                    .iter()
-                    .find(|s| s.backend == *b && s.server == NAMES[1 - i]);
-                me.is_some_and(|s| s.is_ready()) && other.is_some_and(|s| s.is_maint())
-            });
-            ok.then_some(())
+            self.routed_only_to(k, i).await.then_some(())
         })
         .await
         .is_some()
@@ -1048,14 +1265,14 @@ impl Cluster {
         let start = Instant::now();
         self.wait(timeout, || async {
             match self.through_haproxy(k, "/login").await {
-                Some((200, Some(node))) if node == NAMES[i] => Some(start.elapsed()),
+                Some((200, Some(node))) if node == self.hosts[i].name => Some(start.elapsed()),
                 _ => None,
             }
         })
         .await
     }
 
-    /// Starts both sidecars' cluster and waits until it has settled: see [`Cluster::settle`].
+    /// Starts every sidecar and waits until the cluster has settled: see [`Cluster::settle`].
     pub async fn start_settled(spec: Spec) -> (Cluster, usize) {
         let c = Cluster::start(spec);
         let active = c.settle().await;
@@ -1063,42 +1280,58 @@ impl Cluster {
     }
 
     /// Waits until exactly one node is active, every HAProxy routes to it and serves a 200 from
-    /// its Jenkins (its promotion is over), its Jenkins is out of quiet-down, and the other node
-    /// is a healthy, quiet standby that both sidecars see. Returns the active's index; panics
-    /// with every log otherwise.
+    /// its Jenkins (its promotion is over), its Jenkins is out of quiet-down, and every other
+    /// node is a healthy, quiet standby that every sidecar sees. Returns the active's index;
+    /// panics with every log otherwise.
     pub async fn settle(&self) -> usize {
+        self.settle_with(&[]).await
+    }
+
+    /// Like [`Cluster::settle`], leaving out the hosts in `down` (stopped on purpose: their
+    /// sidecar or Jenkins is not running).
+    pub async fn settle_with(&self, down: &[usize]) -> usize {
         let active = self
             .wait_one_active(Duration::from_secs(15))
             .await
             .unwrap_or_else(|| panic!("no single active node\n{}", self.logs()));
-        let standby = 1 - active;
+        let name = self.hosts[active].name;
         for k in 0..self.haproxies.len() {
             assert!(
                 self.wait_routed(k, active, Duration::from_secs(5)).await,
-                "HAProxy {k} not routed to {}\n{}",
-                NAMES[active],
+                "HAProxy {k} not routed to {name}\n{}",
                 self.logs()
             );
             assert!(
                 self.wait_served_by(k, active, Duration::from_secs(10))
                     .await
                     .is_some(),
-                "HAProxy {k} does not serve from {}\n{}",
-                NAMES[active],
+                "HAProxy {k} does not serve from {name}\n{}",
                 self.logs()
             );
         }
+        let up: Vec<usize> = (0..self.hosts.len())
+            .filter(|i| !down.contains(i))
+            .collect();
         let settled = self
             .wait(Duration::from_secs(10), || async {
-                let a = self.status(active).await?;
-                let s = self.status(standby).await?;
-                let ok = a.active.as_deref() == Some(NAMES[active])
-                    && a.nodes[1].role.as_str() == "standby"
-                    && a.nodes[1].jenkins_healthy
-                    && s.nodes[1].role.as_str() == "active"
-                    && self.quieting_down(standby).await == Some(true)
-                    && self.quieting_down(active).await == Some(false);
-                ok.then_some(())
+                for &i in &up {
+                    let s = self.status(i).await?;
+                    if s.active.as_deref() != Some(name) {
+                        return None;
+                    }
+                    for &j in &up {
+                        let row = s.nodes.iter().find(|n| n.name == self.hosts[j].name)?;
+                        let role = if j == active { "active" } else { "standby" };
+                        if row.role.as_str() != role || !row.jenkins_healthy {
+                            return None;
+                        }
+                    }
+                    let quiet = self.quieting_down(i).await?;
+                    if quiet != (i != active) {
+                        return None;
+                    }
+                }
+                Some(())
             })
             .await;
         assert!(
@@ -1165,7 +1398,9 @@ impl Cluster {
     /// takes the traffic; jenkins02 is its `backup`, used only while jenkins01 is down.
     pub fn write_manual_haproxy_cfg(&self, k: usize) {
         let h = &self.haproxies[k];
-        let [a, b] = &self.hosts;
+        let [a, b] = &self.hosts[..] else {
+            panic!("the manual HAProxy design has two servers");
+        };
         let cfg = format!(
             "global\n    stats socket {sock} mode 600 level admin\n    stats timeout 10s\n\n\
              defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\n\
@@ -1198,16 +1433,16 @@ impl Cluster {
     }
 }
 
-/// Counts split-brain samples: every 100 ms it reads HAProxy, both `/active` and both Jenkins'
-/// quiet-down state.
+/// Counts split-brain samples: every 100 ms it reads HAProxy, every `/active` and every Jenkins'
+/// quiet-down state. Any two nodes at once count, out of however many there are.
 #[derive(Debug, Default, Clone)]
 pub struct SplitBrain {
     pub samples: usize,
-    /// Both servers out of maint in some backend of some HAProxy.
+    /// Two or more servers out of maint in some backend of some HAProxy.
     pub haproxy_both_ready: usize,
-    /// Both sidecars answering `/active` 200.
+    /// Two or more sidecars answering `/active` 200.
     pub both_active: usize,
-    /// Both Jenkins out of quiet-down.
+    /// Two or more Jenkins out of quiet-down.
     pub both_unquiet: usize,
     pub first: Option<String>,
 }
@@ -1251,19 +1486,25 @@ impl Cluster {
                 }
             }
         }
-        let a = self.active_code(0).await == Some(200);
-        let b = self.active_code(1).await == Some(200);
-        if a && b {
+        let active = self.active_nodes().await;
+        if active.len() > 1 {
             sb.both_active += 1;
-            sb.first.get_or_insert_with(|| "both /active 200".into());
+            let names: Vec<&str> = active.iter().map(|&i| self.hosts[i].name).collect();
+            sb.first
+                .get_or_insert_with(|| format!("/active 200 on {}", names.join(" and ")));
         }
         if count_jenkins {
-            let qa = self.quieting_down(0).await;
-            let qb = self.quieting_down(1).await;
-            if qa == Some(false) && qb == Some(false) {
+            let mut unquiet = Vec::new();
+            for i in 0..self.hosts.len() {
+                if self.quieting_down(i).await == Some(false) {
+                    unquiet.push(self.hosts[i].name);
+                }
+            }
+            if unquiet.len() > 1 {
                 sb.both_unquiet += 1;
-                sb.first
-                    .get_or_insert_with(|| "both Jenkins out of quiet-down".into());
+                sb.first.get_or_insert_with(|| {
+                    format!("Jenkins out of quiet-down on {}", unquiet.join(" and "))
+                });
             }
         }
     }
@@ -1330,19 +1571,24 @@ impl Drop for Relay {
     }
 }
 
-/// Two FUSE (bindfs) mounts of one directory: the NFS stand-in. A write through one mount raises
-/// no inotify event on the other, as on NFS. Unmounted on drop.
+/// FUSE (bindfs) mounts of one directory, one per host: the NFS stand-in. A write through one
+/// mount raises no inotify event on another, as on NFS. Unmounted on drop.
 pub struct BindMounts {
     pub shared: PathBuf,
-    pub mounts: [PathBuf; 2],
+    pub mounts: Vec<PathBuf>,
 }
 
 impl BindMounts {
     /// Mounts `shared` at `<dir>/mount-0` and `<dir>/mount-1`. Panics (never skips) when
     /// bindfs is missing: `scripts/install-deps` installs it.
     pub fn new(shared: &Path, dir: &Path) -> BindMounts {
+        Self::with_count(shared, dir, 2)
+    }
+
+    /// Mounts `shared` at `<dir>/mount-0` to `<dir>/mount-<n-1>`.
+    pub fn with_count(shared: &Path, dir: &Path, n: usize) -> BindMounts {
         let shared = shared.to_path_buf();
-        let mounts = [dir.join("mount-0"), dir.join("mount-1")];
+        let mounts: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("mount-{i}"))).collect();
         for m in &mounts {
             fs::create_dir_all(m).expect("mount point");
             // Multithreaded, as an NFS client sends RPCs in parallel: a scan of 10,000 jobs
@@ -1503,10 +1749,23 @@ pub struct NetNs {
     pub veth_ns: String,
     pub root_ip: String,
     pub ns_ip: String,
-    forwards: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    )>,
+    forwards: Option<Forwarder>,
+    forwards_out: Option<Forwarder>,
+}
+
+/// A forwarding thread and what stops it.
+type Forwarder = (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+);
+
+/// The port of a `http(s)://127.0.0.1:PORT` URL.
+fn loopback_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    rest.strip_prefix("127.0.0.1:")?
+        .trim_end_matches('/')
+        .parse()
+        .ok()
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -1557,6 +1816,7 @@ impl NetNs {
             root_ip: format!("10.231.{subnet}.1"),
             ns_ip: format!("10.231.{subnet}.2"),
             forwards: None,
+            forwards_out: None,
         };
         let setup = || -> Result<(), String> {
             ip(&["netns", "add", &ns.name])?;
@@ -1669,8 +1929,67 @@ impl NetNs {
     }
 }
 
-/// Accepts on `listener` (root namespace) and connects to `127.0.0.1:port` from the current
-/// thread's namespace, copying both ways.
+impl NetNs {
+    /// Forwards `127.0.0.1:PORT` inside this namespace to `127.0.0.1:PORT` of the root one, for
+    /// each port: a way out of the namespace that [`NetNs::set_link`] does not cut, like a
+    /// storage network apart from the hosts' network (the etcd members of a lease).
+    pub fn forward_out(&mut self, ports: &[u16]) {
+        use std::os::fd::AsRawFd;
+        assert!(
+            self.forwards_out.is_none(),
+            "forward_out() once per namespace"
+        );
+        let ns_file = fs::File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
+        let wanted = ports.to_vec();
+        // Bound by a thread that entered the namespace (a socket stays in the namespace it was
+        // made in); that thread ends there.
+        let listeners = std::thread::spawn(
+            move || -> Result<Vec<(std::net::TcpListener, u16)>, String> {
+                // SAFETY: setns(2) on a valid namespace fd; CLONE_NEWNET moves only this thread,
+                // which only binds the listeners below and ends.
+                let rc = unsafe { nix::libc::setns(ns_file.as_raw_fd(), nix::libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+                wanted
+                    .iter()
+                    .map(|p| {
+                        let l = std::net::TcpListener::bind(("127.0.0.1", *p))
+                            .map_err(|e| format!("127.0.0.1:{p} in the namespace: {e}"))?;
+                        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                        Ok((l, *p))
+                    })
+                    .collect()
+            },
+        )
+        .join()
+        .expect("the namespace binder thread")
+        .unwrap_or_else(|e| panic!("forward out of {}: {e}", self.name));
+        // Accepted and connected onwards by a thread of the root namespace, where the targets are.
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-forward-out", self.name))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("forwarder runtime");
+                rt.block_on(async move {
+                    for (listener, port) in listeners {
+                        let listener =
+                            tokio::net::TcpListener::from_std(listener).expect("forward listener");
+                        tokio::spawn(forward_port(listener, port));
+                    }
+                    let _ = stop_rx.await;
+                });
+            })
+            .expect("spawn the forwarder");
+        self.forwards_out = Some((stop, thread));
+    }
+}
+
+/// Accepts on `listener` and connects to `127.0.0.1:port` from the current thread's namespace,
+/// copying both ways.
 async fn forward_port(listener: tokio::net::TcpListener, port: u16) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
@@ -1691,7 +2010,10 @@ async fn forward_port(listener: tokio::net::TcpListener, port: u16) {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        if let Some((stop, thread)) = self.forwards.take() {
+        for (stop, thread) in [self.forwards.take(), self.forwards_out.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = stop.send(());
             let _ = thread.join();
         }
@@ -1789,7 +2111,7 @@ impl Cluster {
         c
     }
 
-    /// Sets `haproxy.sockets` in both sidecars' configs (for example `tcp://127.0.0.1:PORT`),
+    /// Sets `haproxy.sockets` in every sidecar' configs (for example `tcp://127.0.0.1:PORT`),
     /// from their next start on. A later rewrite of a sidecar config by the harness
     /// ([`Cluster::set_peer_port`]) puts the harness's unix sockets back.
     pub fn set_sidecar_haproxy_sockets(&self, sockets: &[String]) {
@@ -1960,16 +2282,18 @@ pub fn node_sans(h: &Host) -> Vec<String> {
 impl LabPki {
     /// A CA for the cluster, each node's certificate (for its name, `localhost`, 127.0.0.1 and
     /// the addresses the other host and HAProxy use), and an operator's client certificate.
-    fn create(dir: &Path, hosts: &[Host; 2]) -> LabPki {
+    fn create(dir: &Path, hosts: &[Host]) -> LabPki {
         let ca = pki::Ca::new("jenkins-ha lab CA");
         let tls_dir = dir.join("tls");
-        let files = [0, 1].map(|i| {
-            let h = &hosts[i];
-            let sans = node_sans(h);
-            let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
-            let issued = ca.issue(h.name, &sans, pki::Validity::Current);
-            pki::write_files(&tls_dir, h.name, &issued, &ca.pem)
-        });
+        let files = hosts
+            .iter()
+            .map(|h| {
+                let sans = node_sans(h);
+                let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+                let issued = ca.issue(h.name, &sans, pki::Validity::Current);
+                pki::write_files(&tls_dir, h.name, &issued, &ca.pem)
+            })
+            .collect();
         let operator = ca.issue("lab-operator", &["lab-operator"], pki::Validity::Current);
         let operator_files = pki::write_files(&tls_dir, "lab-operator", &operator, &ca.pem);
         let client = pki::node_tls(&operator_files, false).client;

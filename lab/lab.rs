@@ -7,15 +7,23 @@
 //! `jenkins-ha status`; lets builds run; kills the active's Jenkins with SIGKILL; prints how long
 //! until HAProxy served the standby's Jenkins, what the promotion did, and the ledger of builds
 //! (collisions, duplicate builds, lost fires); prints the status again and cleans up.
+//!
+//! `LAB_NODES=3` runs three masters (the sidecars configured with `peers:`); `LAB_BACKEND=etcd`
+//! keeps the lease in a real 3-member etcd cluster that the lab starts on loopback too;
+//! `LAB_TLS=1` (or `server`) serves the sidecars' API over mutual TLS (or TLS);
+//! `LAB_INTERVAL_MS` sets the interval, `LAB_DIR` keeps every file and log in that directory.
 
 #[path = "cluster.rs"]
 mod cluster;
+#[path = "etcd.rs"]
+mod etcd;
 
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use cluster::home_gen::HomeSpec;
-use cluster::{binaries, Cluster, Spec, TlsSpec, NAMES};
+use cluster::{binaries, Cluster, Spec, TlsSpec, NODE_NAMES};
+use etcd::EtcdCluster;
 
 fn show_status(c: &Cluster, i: usize) {
     let out = Command::new(binaries().join("jenkins-ha"))
@@ -23,17 +31,48 @@ fn show_status(c: &Cluster, i: usize) {
         .arg(&c.hosts[i].config)
         .output()
         .expect("run jenkins-ha status");
-    println!("$ jenkins-ha status        # on {}", NAMES[i]);
+    println!("$ jenkins-ha status        # on {}", c.name(i));
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+/// What to run, from the environment.
+struct Settings {
+    interval: u64,
+    nodes: usize,
+    etcd: bool,
+    tls: Option<TlsSpec>,
+    jobs: usize,
+    bindfs: bool,
+}
+
+fn settings() -> Result<Settings, String> {
     let interval = std::env::var("LAB_INTERVAL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    let nodes = match std::env::var("LAB_NODES") {
+        Err(_) => 2,
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (2..=NODE_NAMES.len()).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "LAB_NODES={v:?}: give a number of masters from 2 to {}",
+                    NODE_NAMES.len()
+                )
+            })?,
+    };
+    let etcd = match std::env::var("LAB_BACKEND").as_deref() {
+        Err(_) | Ok("file") => false,
+        Ok("etcd") => true,
+        Ok(other) => {
+            return Err(format!(
+                "LAB_BACKEND={other:?}: give file (term files on JENKINS_HOME, the default) or etcd"
+            ))
+        }
+    };
     // LAB_TLS=1: the sidecars serve HTTPS (node.tls, certificates made for the run), with
     // client certificates required; LAB_TLS=server without them.
     let tls = match std::env::var("LAB_TLS").as_deref() {
@@ -51,11 +90,43 @@ async fn main() {
         .filter(|n| *n > 0)
         .unwrap_or(20);
     let bindfs = std::env::var("LAB_BINDFS").as_deref() != Ok("0");
+    Ok(Settings {
+        interval,
+        nodes,
+        etcd,
+        tls,
+        jobs,
+        bindfs,
+    })
+}
+
+/// Waits until a request through HAProxy gets a 200 from a Jenkins other than host `dead`'s;
+/// returns that host.
+async fn wait_served_by_another(c: &Cluster, dead: usize, timeout: Duration) -> Option<usize> {
+    c.wait(timeout, || async {
+        match c.through_haproxy(0, "/login").await {
+            Some((200, Some(node))) if node != c.name(dead) => c.index_of(&node),
+            _ => None,
+        }
+    })
+    .await
+}
+
+async fn run(s: &Settings, etcd: Option<&EtcdCluster>) -> Result<(), String> {
+    let (interval, jobs, bindfs, n) = (s.interval, s.jobs, s.bindfs, s.nodes);
+    // etcd: a lease that outlives an etcd leader election (the holder trusts it for 3 s after
+    // each renewal at interval 500 ms), as in the etcd tests.
+    let lease_ms = if etcd.is_some() {
+        (interval * 8).max(4000)
+    } else {
+        interval * 6
+    };
     let timers = (jobs / 100).clamp(4, 60);
     let spec = Spec {
+        nodes: n,
         interval: Duration::from_millis(interval),
         fall: 3,
-        lease_timeout: Duration::from_millis(interval * 6),
+        lease_timeout: Duration::from_millis(lease_ms),
         jobs: 0,
         home: Some(HomeSpec {
             jobs,
@@ -75,11 +146,12 @@ async fn main() {
             .map(String::from)
             .to_vec(),
         bindfs,
-        tls,
+        tls: s.tls,
+        etcd_lease: etcd.map(|e| (e.endpoints(), "/jenkins-ha/lab".to_string())),
         ..Spec::default()
     };
     println!(
-        "lab: HAProxy + 2 Jenkins stand-ins on one JENKINS_HOME ({jobs} jobs, {timers} on a timer every 5 s; {}) + 2 jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
+        "lab: HAProxy + {n} Jenkins stand-ins on one JENKINS_HOME ({jobs} jobs, {timers} on a timer every 5 s; {}) + {n} jenkins-ha sidecars (interval {} ms, fall 3, lease_timeout {} ms{})",
         if bindfs { "each through its own bindfs mount, as NFS clients" } else { "one shared directory" },
         spec.interval.as_millis(),
         spec.lease_timeout.as_millis(),
@@ -89,14 +161,37 @@ async fn main() {
             None => "",
         }
     );
+    if let Some(e) = etcd {
+        println!(
+            "lab: the lease in etcd ({} members at {}), prefix /jenkins-ha/lab",
+            e.members.len(),
+            e.endpoints().join(", ")
+        );
+    }
     // LAB_DIR=path keeps every file and log there after the run.
     let c = match std::env::var("LAB_DIR") {
         Ok(dir) => Cluster::boot_in(std::path::Path::new(&dir), spec),
         Err(_) => Cluster::boot(spec),
     };
+    let result = failover(c).await;
+    if let Some(e) = etcd.filter(|_| result.is_err()) {
+        eprintln!("lab: etcd's logs:\n{}", e.logs());
+    }
+    result
+}
+
+/// Shows the status, lets builds run, kills the active's Jenkins, waits for HAProxy to serve
+/// another, shows the promotion, the ledger of builds and the status again. The cluster is gone
+/// when it returns.
+async fn failover(mut c: Cluster) -> Result<(), String> {
+    let n = c.hosts.len();
     println!("lab: files and logs in {}", c.dir.display());
-    println!("lab: both Jenkins load the home while both sidecars start (as at boot)");
-    for i in 0..2 {
+    if n == 2 {
+        println!("lab: both Jenkins load the home while both sidecars start (as at boot)");
+    } else {
+        println!("lab: every Jenkins loads the home while every sidecar starts (as at boot)");
+    }
+    for i in 0..n {
         c.wait_jenkins_loaded(i, 0);
     }
     let load = c
@@ -108,39 +203,39 @@ async fn main() {
         "lab: the stand-ins loaded the home in {:.1} s each (a full reload costs as much)",
         load as f64 / 1000.0
     );
-    let mut c = c;
     // A first promotion may need a full reload (a sidecar that started beside a running
-    // Jenkins cannot tell what it loaded), and the standby checks its Jenkins item by item.
+    // Jenkins cannot tell what it loaded), and the standbys check their Jenkins item by item.
     let patience = Duration::from_secs(60) + Duration::from_millis(load * 3);
     let Some(active) = c.wait_one_active(patience).await else {
-        eprintln!("lab: no node became active in {patience:?}\n{}", c.logs());
-        std::process::exit(1);
+        return Err(format!(
+            "no node became active in {patience:?}\n{}",
+            c.logs()
+        ));
     };
-    let standby = 1 - active;
     if !c.wait_routed(0, active, patience).await
         || c.wait_served_by(0, active, patience).await.is_none()
     {
-        eprintln!(
-            "lab: HAProxy does not route to {}\n{}",
-            NAMES[active],
+        return Err(format!(
+            "HAProxy does not route to {}\n{}",
+            c.name(active),
             c.logs()
-        );
-        std::process::exit(1);
+        ));
     }
-    // Let the standby become current and builds run before showing the table.
-    let current = c
-        .wait(patience * 2, || async {
-            let s = c.status(standby).await?;
-            (s.nodes[0].current && s.nodes[0].loaded.as_deref() == Some("known")).then_some(())
-        })
-        .await;
-    if current.is_none() {
-        eprintln!(
-            "lab: {} never became a current standby\n{}",
-            NAMES[standby],
-            c.logs()
-        );
-        std::process::exit(1);
+    // Let the standbys become current and builds run before showing the table.
+    for standby in c.others(active) {
+        let current = c
+            .wait(patience * 2, || async {
+                let s = c.status(standby).await?;
+                (s.nodes[0].current && s.nodes[0].loaded.as_deref() == Some("known")).then_some(())
+            })
+            .await;
+        if current.is_none() {
+            return Err(format!(
+                "{} never became a current standby\n{}",
+                c.name(standby),
+                c.logs()
+            ));
+        }
     }
     let from = std::time::SystemTime::now();
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -149,29 +244,22 @@ async fn main() {
     println!();
     println!(
         "lab: kill -9 the Jenkins of {} (the active node)",
-        NAMES[active]
+        c.name(active)
     );
     let killed = Instant::now();
     let killed_at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
     c.kill_jenkins(active);
-    let served = c.wait_served_by(0, standby, Duration::from_secs(60)).await;
-    match served {
-        Some(_) => println!(
-            "lab: HAProxy served {}'s Jenkins (HTTP 200) {:.2} s after the kill (at {killed_at})",
-            NAMES[standby],
-            killed.elapsed().as_secs_f64()
-        ),
-        None => {
-            eprintln!(
-                "lab: the standby did not take over within 60 s\n{}",
-                c.logs()
-            );
-            std::process::exit(1);
-        }
-    }
+    let Some(new) = wait_served_by_another(&c, active, Duration::from_secs(60)).await else {
+        return Err(format!("no standby took over within 60 s\n{}", c.logs()));
+    };
+    println!(
+        "lab: HAProxy served {}'s Jenkins (HTTP 200) {:.2} s after the kill (at {killed_at})",
+        c.name(new),
+        killed.elapsed().as_secs_f64()
+    );
     if let Some(p) = c
         .wait(Duration::from_secs(30), || async {
-            c.status(standby).await?.nodes[0]
+            c.status(new).await?.nodes[0]
                 .promotion
                 .clone()
                 .filter(|p| p.term > 1)
@@ -180,12 +268,15 @@ async fn main() {
     {
         println!(
             "lab: the promotion: {} ({} ms; {} queued build(s) cancelled that {} had run)",
-            p.detail, p.took_ms, p.cancelled_queued, NAMES[active]
+            p.detail,
+            p.took_ms,
+            p.cancelled_queued,
+            c.name(active)
         );
     }
     // Builds run on the new active; then the ledger of every build on disk.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let verdict = c.build_ledger(standby, from, Duration::from_secs(6)).await;
+    let verdict = c.build_ledger(new, from, Duration::from_secs(6)).await;
     println!(
         "lab: builds: {} build-number collisions, {} duplicate builds, {} lost timer fires ({} fires judged, {} builds run)",
         verdict.collisions,
@@ -195,10 +286,30 @@ async fn main() {
         verdict.run_builds
     );
     println!();
-    show_status(&c, standby);
+    show_status(&c, new);
     println!();
     println!(
         "lab: done; stopping every process and removing {}",
         c.dir.display()
     );
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let settings = match settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let etcd = settings.etcd.then(|| EtcdCluster::start(3));
+    match run(&settings, etcd.as_ref()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

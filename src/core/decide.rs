@@ -735,6 +735,12 @@ impl Core {
                         ReasonKind::NoActiveNode,
                         format!("standby: no node holds a term yet, but {why}"),
                     ),
+                    // Not even the first term: a node that never takes over stays out of the
+                    // election, also when it starts before every other node.
+                    None if p.priority == 0 => standby(
+                        ReasonKind::NoActiveNode,
+                        "standby: no node holds a term yet, but my failover_priority is 0 (this node never takes over)".into(),
+                    ),
                     None => match self.outranked_by(obs, now, None) {
                         Some(better) => standby(
                             ReasonKind::Deferring,

@@ -231,12 +231,12 @@ impl Node {
             self.tick(command).await;
             // A standby watching a silent holder ticks again the moment that holder's lease
             // is stale, not up to an interval later (1 ms after, against timer rounding).
-            if let Some(stale_at) = self.core.lease_stale_at() {
-                let at = clock::instant_of(stale_at) + Duration::from_millis(1);
-                if at > tokio::time::Instant::now() && at < next {
-                    next = at;
-                }
-            }
+            next = next_tick(
+                next,
+                self.core.lease_stale_at(),
+                clock::now(),
+                tokio::time::Instant::now(),
+            );
             // systemd: ready after the first decision, the reason as STATUS, the watchdog ping
             // from the loop itself so that a stuck loop gets the process restarted.
             let reason = lock(&self.shared.published).reason.text.clone();
@@ -346,6 +346,10 @@ impl Node {
             observe::lease_status(snapshot, self.core.lease_still_for(now), &p.lease);
         p.role = decision.role;
         p.held_term = self.core.held_term();
+        if p.held_term.is_none() {
+            // A hand-over is over once we hold no term: no heartbeat says it any more.
+            p.handover_to = None;
+        }
         p.valid_until = self.core.valid_until();
         p.serving_until = decision.serving_until;
         p.reason = decision.reason.clone();
@@ -359,10 +363,57 @@ impl Node {
     }
 }
 
+/// When the loop ticks next: at `next` (an interval after the tick that just ran), or 1 ms
+/// after the watched lease goes stale (`stale_at`, on the daemon's clock, read as `now` at
+/// `now_instant`) when that comes sooner. A stale instant already past changes nothing: the tick
+/// that just ran saw the lease stale, and a standby that could not claim (its Jenkins unhealthy,
+/// the cluster paused, a better-ranked node first, an etcd key not yet expired) waits for the
+/// next interval or a wake-up like any other, instead of ticking again every millisecond.
+fn next_tick(
+    next: tokio::time::Instant,
+    stale_at: Option<crate::core::Mono>,
+    now: crate::core::Mono,
+    now_instant: tokio::time::Instant,
+) -> tokio::time::Instant {
+    match stale_at {
+        Some(at) if at > now => next.min(now_instant + (at - now) + Duration::from_millis(1)),
+        _ => next,
+    }
+}
+
 /// The shape of a reason sentence without its numbers: a sentence is logged again only when
 /// its kind or its shape changes, not on every tick.
 fn strip_numbers(s: &str) -> String {
     s.chars()
         .filter(|c| !c.is_ascii_digit() && *c != '.')
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_ticks_at_a_stale_instant_ahead_but_never_again_for_one_past() {
+        let now_instant = tokio::time::Instant::now();
+        let now = Duration::from_secs(100);
+        let next = now_instant + Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // Stale in 300 ms: tick 1 ms after.
+        assert_eq!(
+            next_tick(next, Some(now + ms(300)), now, now_instant),
+            now_instant + ms(301)
+        );
+        // Stale after the next interval anyway: the interval.
+        assert_eq!(
+            next_tick(next, Some(now + ms(1500)), now, now_instant),
+            next
+        );
+        // Stale already (the tick that just ran saw it, and could not claim): the interval, not
+        // a tick every millisecond.
+        for past in [now, now - ms(1), now - ms(4000)] {
+            assert_eq!(next_tick(next, Some(past), now, now_instant), next);
+        }
+        assert_eq!(next_tick(next, None, now, now_instant), next);
+    }
 }

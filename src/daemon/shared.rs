@@ -207,14 +207,23 @@ impl Shared {
         (!old_peer).then(|| self.config.timing.shared())
     }
 
-    /// Records a heartbeat from another node; a release, or a hand-over to us, wakes the loop.
+    /// Records a heartbeat from another node; news of a release, or of a hand-over to us, wakes
+    /// the loop. Only the news: a node goes on saying so in every heartbeat after, and a holder
+    /// that hands over sends a heartbeat on each tick, whose answer would wake it again at once
+    /// (a renewal storm until the target claims).
     pub fn heard_peer(&self, status: NodeStatus, rtt: Option<Duration>) {
-        let urgent = status.released
-            || status.handover_to.as_deref() == Some(self.config.node.name.as_str());
+        let me = self.config.node.name.as_str();
+        let says = |s: &NodeStatus| (s.released, s.handover_to.as_deref() == Some(me));
         let name = status.name.clone();
         let mut peers = lock(&self.peers);
         // A heartbeat it sent us measures no round trip: keep the one our last heartbeat took.
         let rtt = rtt.or_else(|| peers.get(&name).and_then(|p| p.rtt));
+        let (released_before, handing_before) = peers
+            .get(&name)
+            .map(|h| says(&h.status))
+            .unwrap_or_default();
+        let (released, handing) = says(&status);
+        let urgent = (released && !released_before) || (handing && !handing_before);
         peers.insert(
             name,
             PeerHeard {
@@ -373,5 +382,66 @@ impl Shared {
     pub fn command(&self, command: Command) {
         *lock(&self.commands) = Some(command);
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn shared() -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        let token = dir.path().join("cluster.token");
+        std::fs::File::create(&token)
+            .unwrap()
+            .write_all(b"s3cret\n")
+            .unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let yaml = "node:\n  name: jenkins01\n  listen: 127.0.0.1:7070\n\
+                    peers:\n  - {name: jenkins02, url: http://127.0.0.1:7071}\n  - {name: jenkins03, url: http://127.0.0.1:7072}\n\
+                    auth:\n  token_file: cluster.token\njenkins:\n  url: http://127.0.0.1:8080\n  home: home\n\
+                    haproxy:\n  sockets: [/run/haproxy/admin.sock]\n";
+        let config = Config::parse(&dir.path().join("config.yaml"), yaml).unwrap();
+        (dir, Shared::new(config))
+    }
+
+    async fn woken(shared: &Shared) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), shared.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_release_or_a_hand_over_to_us_wakes_the_loop_once_not_on_every_heartbeat() {
+        let (_dir, shared) = shared();
+        let mut two = NodeStatus::unreachable("jenkins02");
+        two.role = Role::Standby;
+        shared.heard_peer(two.clone(), None);
+        assert!(!woken(&shared).await, "nothing new");
+        two.released = true;
+        shared.heard_peer(two.clone(), None);
+        assert!(woken(&shared).await, "the release is news");
+        shared.heard_peer(two.clone(), None);
+        assert!(!woken(&shared).await, "the same release again is not");
+
+        let mut three = NodeStatus::unreachable("jenkins03");
+        three.role = Role::Active;
+        three.handover_to = Some("jenkins01".into());
+        shared.heard_peer(three.clone(), Some(Duration::from_millis(1)));
+        assert!(woken(&shared).await, "a hand-over to us is news");
+        for _ in 0..3 {
+            shared.heard_peer(three.clone(), Some(Duration::from_millis(1)));
+            assert!(!woken(&shared).await, "the same hand-over again is not");
+        }
+        // A hand-over to another node never wakes us; a new one to us does.
+        three.handover_to = Some("jenkins02".into());
+        shared.heard_peer(three.clone(), None);
+        assert!(!woken(&shared).await);
+        three.handover_to = Some("jenkins01".into());
+        shared.heard_peer(three, None);
+        assert!(woken(&shared).await);
     }
 }

@@ -146,6 +146,23 @@ fn empty_lease_and_healthy_jenkins_claims_term_one() {
 }
 
 #[test]
+fn priority_zero_never_claims_even_the_first_term() {
+    let mut c = core("a", "b");
+    c.params.priority = 0;
+    for now in [0, 10_000, 60_000] {
+        let d = c.decide(&obs(now, LeaseObs::Empty, healthy()));
+        assert_eq!(claims(&d), None);
+        assert_eq!(d.role, Role::Standby);
+        assert_eq!(d.reason.kind, ReasonKind::NoActiveNode);
+        assert!(
+            d.reason.text.contains("failover_priority is 0"),
+            "{}",
+            d.reason
+        );
+    }
+}
+
+#[test]
 fn empty_lease_but_jenkins_not_risen_waits() {
     let mut c = core("a", "b");
     let one = JenkinsObs {
