@@ -21,6 +21,27 @@
 //! - `etcd`: the crash failover and the host death again, on the term files and on
 //!   `lease.backend: etcd` (a real 3-member etcd cluster the benchmark starts on loopback), run
 //!   by run in turns, at timings in whole seconds (an etcd lease's TTL is whole seconds).
+//! - `scale`: Jenkins at real scale, at 20, 1,000 and 10,000 jobs (generated homes: jobs in
+//!   folders and nested folders, 5 builds each, some on a timer so builds run; each stand-in
+//!   through its own bindfs mount; the stand-in's default load model, 0.3 s + 4 ms per item +
+//!   20 us per build record, so a 10,000-job home loads in about 41 s). For each size: crash
+//!   failover (kill -9 of the active's Jenkins), host death (kill -9 of its sidecar and Jenkins)
+//!   and switchover (`jenkins-ha failover`), each until the first 200 from the new active, and
+//!   each again when the promotion must do a full reload (a new top-level job written through
+//!   the active's mount just before, once the standby's watcher has seen it). The promotion's
+//!   kind comes from the new active's `status`. Between runs the killed processes restart and
+//!   the standby becomes current again.
+//! - `poll`: one poll cycle of the JENKINS_HOME watcher on the bindfs mount at 1,000 and 10,000
+//!   jobs (the sidecars' own `watch.last_scan_ms` and `files_statted`, sampled while idle).
+//! - `builds`: collisions, duplicate builds, lost timer fires and stale next numbers over
+//!   alternating crash failovers and switchovers with builds running (a 1,000-job home, 40 jobs
+//!   on a 3 s timer, 8 executors), judged by the build ledger (`lab/ledger.rs`).
+//!
+//! By default every section runs but `builds`, and `scale` and `poll` stop at 1,000 jobs: the
+//! whole default run stays near half an hour on 2 cores. The 10,000-job rows and the build
+//! ledger run with `--only scale,poll,builds` (sizes: `--sizes 20,1000,10000`, the default when
+//! `--only` names `scale` or `poll`; runs at 10,000 jobs: `--big-runs N`, 3 by default; failovers
+//! of each kind in `builds`: `--failovers N`, 50 by default).
 //!
 //! Progress goes to stderr; the Markdown table (median, p90, max of N runs) and the timelines
 //! of representative runs go to stdout.
@@ -37,11 +58,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cluster::home_gen::HomeSpec;
 use cluster::{binaries, write_job, Cluster, Spec, NAMES};
 use jenkins_ha::core::Role;
 use nix::sys::signal::Signal;
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 10] = [
     "crash",
     "host-death",
     "switchover",
@@ -49,7 +71,19 @@ const SECTIONS: [&str; 7] = [
     "footprint",
     "flip",
     "etcd",
+    "scale",
+    "poll",
+    "builds",
 ];
+
+/// What a run without `--only` leaves out (`builds` takes about 25 minutes on its own).
+const NOT_BY_DEFAULT: [&str; 1] = ["builds"];
+/// The home sizes of `scale` and `poll`: all of them when `--only` names those sections, the
+/// small ones in a default run.
+const ALL_SIZES: [usize; 3] = [20, 1_000, 10_000];
+const DEFAULT_SIZES: [usize; 2] = [20, 1_000];
+/// Homes this large run `--big-runs` times (each run waits out a 41 s load or more).
+const BIG: usize = 10_000;
 
 /// Jobs in every benchmark home (top-level), and jobs inside `folder`.
 const JOBS: usize = 20;
@@ -68,12 +102,35 @@ const WRK_DELAY_MS: u64 = 1;
 struct Args {
     runs: usize,
     only: Vec<String>,
+    /// Whether `--only` was given.
+    only_given: bool,
+    /// Home sizes for `scale` and `poll`.
+    sizes: Vec<usize>,
+    sizes_given: bool,
+    /// Runs per measurement at 10,000 jobs or more (at most `runs`).
+    big_runs: usize,
+    /// Crash failovers, and as many switchovers, in `builds`.
+    failovers: usize,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        only: SECTIONS.iter().map(|s| s.to_string()).collect(),
+        only: SECTIONS
+            .iter()
+            .filter(|s| !NOT_BY_DEFAULT.contains(s))
+            .map(|s| s.to_string())
+            .collect(),
+        only_given: false,
+        sizes: DEFAULT_SIZES.to_vec(),
+        sizes_given: false,
+        big_runs: 3,
+        failovers: 50,
+    };
+    let positive = |v: Option<String>, what: &str| -> usize {
+        v.and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| usage(&format!("{what} takes a positive number")))
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -90,15 +147,38 @@ fn parse_args() -> Args {
                     .next()
                     .unwrap_or_else(|| usage("--only takes a section name"));
                 args.only = v.split(',').map(str::to_string).collect();
+                args.only_given = true;
                 for s in &args.only {
                     if !SECTIONS.contains(&s.as_str()) {
                         usage(&format!("unknown section {s:?}"));
                     }
                 }
             }
+            "--sizes" => {
+                let v = it
+                    .next()
+                    .unwrap_or_else(|| usage("--sizes takes job counts, e.g. 20,1000"));
+                args.sizes = v
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .replace('_', "")
+                            .parse()
+                            .ok()
+                            .filter(|n: &usize| *n > 0)
+                            .unwrap_or_else(|| usage(&format!("--sizes: not a job count: {n:?}")))
+                    })
+                    .collect();
+                args.sizes_given = true;
+            }
+            "--big-runs" => args.big_runs = positive(it.next(), "--big-runs"),
+            "--failovers" => args.failovers = positive(it.next(), "--failovers"),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if args.only_given && !args.sizes_given {
+        args.sizes = ALL_SIZES.to_vec();
     }
     args
 }
@@ -108,7 +188,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("bench: {problem}");
     }
     eprintln!(
-        "usage: cargo run --release --example bench -- [--runs N] [--only {}]",
+        "usage: cargo run --release --example bench -- [--runs N] [--only {}] [--sizes 20,1000,10000] [--big-runs N] [--failovers N]",
         SECTIONS.join("|")
     );
     std::process::exit(2)
@@ -279,18 +359,24 @@ impl Report {
             );
         }
         println!();
-        let cmd = if args.only.len() == SECTIONS.len() {
-            format!(
-                "cargo run --release --example bench -- --runs {}",
-                args.runs
-            )
-        } else {
-            format!(
-                "cargo run --release --example bench -- --runs {} --only {}",
-                args.runs,
-                args.only.join(",")
-            )
-        };
+        let mut cmd = format!(
+            "cargo run --release --example bench -- --runs {}",
+            args.runs
+        );
+        if args.only_given {
+            cmd.push_str(&format!(" --only {}", args.only.join(",")));
+        }
+        let want = |s: &str| args.only.iter().any(|o| o == s);
+        if args.sizes_given && (want("scale") || want("poll")) {
+            let sizes: Vec<String> = args.sizes.iter().map(usize::to_string).collect();
+            cmd.push_str(&format!(" --sizes {}", sizes.join(",")));
+        }
+        if want("scale") && args.sizes.iter().any(|s| *s >= BIG) {
+            cmd.push_str(&format!(" --big-runs {}", args.big_runs));
+        }
+        if want("builds") {
+            cmd.push_str(&format!(" --failovers {}", args.failovers));
+        }
         println!(
             "Machine: {} cores, {}, {}. Command: `{cmd}`; whole run {:.0} s; load average at the start {}, at the end {}.",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -2036,6 +2122,1002 @@ async fn section_flip(report: &mut Report, runs: usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7. Jenkins at real scale
+
+/// The timing of the scale clusters (the lab's): a lease of six intervals.
+const SCALE_INTERVAL_MS: u64 = 500;
+const SCALE_LEASE_MS: u64 = 3000;
+
+/// A cluster on a generated home of `jobs` jobs (folders, nested folders, 5 builds each,
+/// `timers` jobs on a timer), both stand-ins through their own bindfs mount, with the stand-in's
+/// default load model (0.3 s + 4 ms per item + 20 us per build record).
+fn scale_spec(jobs: usize, timers: usize, timer_every: Duration, standin_args: &[&str]) -> Spec {
+    Spec {
+        interval: ms(SCALE_INTERVAL_MS),
+        fall: 3,
+        lease_timeout: ms(SCALE_LEASE_MS),
+        jobs: 0,
+        home: Some(HomeSpec {
+            jobs,
+            folders: (jobs / 100).clamp(1, 100),
+            top_level_jobs: (jobs / 100).clamp(4, 100).min(jobs),
+            nested_every: 4,
+            builds: 5,
+            timers: timers.min(jobs),
+            timer_every,
+            threads: 2,
+            ..HomeSpec::default()
+        }),
+        reload_base: ms(300),
+        reload_per_item: ms(4),
+        reload_timeout: Duration::from_secs(600),
+        standin_args: standin_args.iter().map(|a| a.to_string()).collect(),
+        bindfs: true,
+        ..Spec::default()
+    }
+}
+
+/// "10,000".
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `/standin/state?brief=1` of stand-in `i` (without the items: 10,000 of them weigh).
+async fn brief_state(c: &Cluster, i: usize) -> Option<serde_json::Value> {
+    c.standin_json(i, "state?brief=1").await
+}
+
+async fn quiet(c: &Cluster, i: usize) -> Option<bool> {
+    brief_state(c, i).await?.get("quietingDown")?.as_bool()
+}
+
+/// Waits until exactly one node is active and served through HAProxy, out of quiet-down (its
+/// promotion over), and the other is a healthy, quiet standby that is current and knows what
+/// its Jenkins loaded (its own `status`). Returns the active.
+async fn settle_scale(c: &Cluster, timeout: Duration) -> Option<usize> {
+    let start = Instant::now();
+    let left = || timeout.saturating_sub(start.elapsed());
+    let active = c.wait_one_active(timeout).await?;
+    if !c.wait_routed(0, active, left()).await {
+        return None;
+    }
+    c.wait_served_by(0, active, left()).await?;
+    let standby = 1 - active;
+    c.wait(left(), || async {
+        let a = c.status(active).await?;
+        let s = c.status(standby).await?;
+        let me = &s.nodes[0];
+        let ok = a.active.as_deref() == Some(NAMES[active])
+            && a.nodes[1].role == Role::Standby
+            && a.nodes[1].jenkins_healthy
+            && me.role == Role::Standby
+            && me.jenkins_healthy
+            && me.current
+            && me.loaded.as_deref() == Some("known")
+            && quiet(c, standby).await == Some(true)
+            && quiet(c, active).await == Some(false);
+        ok.then_some(active)
+    })
+    .await
+}
+
+/// What the stand-ins loaded at start-up, for the notes: proof of the home's size and model.
+async fn load_note(c: &Cluster, jobs: usize) -> (String, Duration) {
+    let Some(state) = brief_state(c, 0).await else {
+        return ("the stand-in's state is unknown".into(), Duration::ZERO);
+    };
+    let last = &state["lastLoad"];
+    let model = &state["model"];
+    let modelled = last["modelledMs"].as_u64().unwrap_or(0);
+    (
+        format!(
+            "{} jobs: the stand-ins' start-up load read {} items and {} build records in {:.1} s (modelled {:.1} s: base {} ms, {} us per item, {} us per build record)",
+            thousands(jobs),
+            thousands(last["items"].as_u64().unwrap_or(0) as usize),
+            thousands(last["buildEntries"].as_u64().unwrap_or(0) as usize),
+            last["elapsedMs"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            modelled as f64 / 1000.0,
+            model["reloadBaseMs"],
+            model["loadPerItemUs"],
+            model["loadPerBuildEntryUs"],
+        ),
+        Duration::from_millis(modelled),
+    )
+}
+
+/// Boots a scale cluster as two hosts booting do, waits for both loads and for the first settled
+/// state (the first active's full reload, the standby's check item by item). Returns the
+/// cluster, its active, the load note and the modelled load time.
+async fn boot_scale(spec: Spec, jobs: usize) -> Option<(Cluster, usize, String, Duration)> {
+    let t = Instant::now();
+    eprintln!(
+        "bench: generating a {}-job home and booting",
+        thousands(jobs)
+    );
+    let mut c = tokio::task::block_in_place(|| Cluster::boot(spec));
+    let generated = t.elapsed();
+    tokio::task::block_in_place(|| {
+        for i in 0..2 {
+            c.wait_jenkins_loaded(i, 0);
+        }
+    });
+    let (note, load) = load_note(&c, jobs).await;
+    eprintln!(
+        "bench: (home generated and processes started in {:.1} s; both Jenkins loaded after {:.1} s) {note}",
+        generated.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    let patience = Duration::from_secs(120) + load * 4;
+    match settle_scale(&c, patience).await {
+        Some(active) => {
+            eprintln!(
+                "bench: (settled {:.1} s after the boot: {} active, {} a current standby)",
+                t.elapsed().as_secs_f64(),
+                NAMES[active],
+                NAMES[1 - active]
+            );
+            Some((c, active, note, load))
+        }
+        None => {
+            eprintln!(
+                "bench: the {}-job cluster did not settle in {:.0} s; logs:\n{}",
+                thousands(jobs),
+                patience.as_secs_f64(),
+                tail(&c.logs(), 60)
+            );
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Failure {
+    Crash,
+    HostDeath,
+    Switchover,
+}
+
+impl Failure {
+    fn what(self) -> &'static str {
+        match self {
+            Failure::Crash => "crash failover: kill -9 of the active's Jenkins → first 200 from the new active",
+            Failure::HostDeath => "host death: kill -9 of the active's sidecar and Jenkins → first 200 from the new active",
+            Failure::Switchover => "switchover: `jenkins-ha failover`, start → exit 0",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Failure::Crash => "crash",
+            Failure::HostDeath => "host death",
+            Failure::Switchover => "switchover",
+        }
+    }
+}
+
+struct ScaleRun {
+    /// The kill (or the command's start) → the first 200 from the new active.
+    first_ok: f64,
+    /// … → the start of uninterrupted 200s from the new active (its promotion over).
+    uninterrupted: f64,
+    /// The switchover command, start to exit.
+    command: Option<f64>,
+    /// With a full reload forced: the write → the standby's watcher listing the new job.
+    seen_after: Option<f64>,
+    promotion: Option<jenkins_ha::status::PromotionRecord>,
+    /// Full reloads of the new active's Jenkins during the run (`status`: reloads.full), and
+    /// the last one (its kind says whether the standby followed the change or the promotion
+    /// ran it).
+    full_reloads: u64,
+    last_reload: Option<jenkins_ha::status::ReloadRecord>,
+    /// With a full reload forced: whether the new active's Jenkins has the new job loaded.
+    new_job_loaded: Option<bool>,
+    timeline: Vec<String>,
+}
+
+/// The term node `i` holds or knows, by its own `status`.
+async fn term_of(c: &Cluster, i: usize) -> u64 {
+    c.status(i).await.and_then(|s| s.nodes[0].term).unwrap_or(0)
+}
+
+/// One failover of the active at scale. With `full`, a new top-level job is written through the
+/// active's mount first (only a full reload loads it), and the failure comes as soon as the
+/// standby's watcher lists it.
+async fn scale_once(
+    c: &mut Cluster,
+    active: usize,
+    failure: Failure,
+    full: bool,
+    tag: &str,
+    patience: Duration,
+) -> Result<ScaleRun, String> {
+    let standby = 1 - active;
+    let before = term_of(c, active).await;
+    let reloads_before = c
+        .status(standby)
+        .await
+        .map(|s| s.nodes[0].reloads.full)
+        .ok_or("the standby's sidecar does not answer")?;
+    let new_job = format!("zz-new-{tag}");
+    let seen_after = if full {
+        let items_before = c
+            .status(standby)
+            .await
+            .and_then(|s| s.nodes[0].watch.as_ref().map(|w| w.items))
+            .ok_or("the standby's watcher shows no items")?;
+        let t = Instant::now();
+        let home = c.hosts[active].home.clone();
+        tokio::task::block_in_place(|| {
+            write_job(&home, &new_job, "created just before the failure")
+        });
+        let seen = wait_fast(Duration::from_secs(60), || async {
+            let s = c.status(standby).await?;
+            s.nodes[0]
+                .watch
+                .as_ref()
+                .is_some_and(|w| w.items > items_before)
+                .then(|| t.elapsed().as_secs_f64())
+        })
+        .await
+        .ok_or("the standby's watcher never listed the new job")?;
+        Some(seen)
+    } else {
+        tokio::time::sleep(random_phase(ms(SCALE_INTERVAL_MS))).await;
+        None
+    };
+    let w0 = wall();
+    let t0 = Instant::now();
+    let prober = Prober::start(c, 0, standby, t0);
+    let mut command = None;
+    match failure {
+        Failure::Crash => c.kill_jenkins(active),
+        Failure::HostDeath => {
+            for p in [&c.hosts[active].sidecar, &c.hosts[active].jenkins]
+                .into_iter()
+                .flatten()
+            {
+                p.signal(Signal::SIGKILL);
+            }
+            c.kill_sidecar(active);
+            c.kill_jenkins(active);
+        }
+        Failure::Switchover => {
+            let (code, out, err) = tokio::task::block_in_place(|| c.cli(active, &["failover"]));
+            command = Some(t0.elapsed().as_secs_f64());
+            if code != Some(0) {
+                prober.finish().await;
+                return Err(format!("`jenkins-ha failover` exited {code:?}: {out}{err}"));
+            }
+        }
+    }
+    let Some(first) = prober.wait_first_ok(t0, patience).await else {
+        prober.finish().await;
+        return Err(format!(
+            "no 200 from the new active within {:.0} s\n{}",
+            patience.as_secs_f64(),
+            tail(&c.logs(), 60)
+        ));
+    };
+    // The promotion is over once the new active left quiet-down (after its final pass).
+    let promotion = c
+        .wait(patience, || async {
+            let s = c.status(standby).await?;
+            let p = s.nodes[0].promotion.clone().filter(|p| p.term > before)?;
+            (quiet(c, standby).await == Some(false)).then_some(p)
+        })
+        .await;
+    tokio::time::sleep(ms(300)).await;
+    let probes = prober.finish().await;
+    let uninterrupted = uninterrupted_from(&probes).unwrap_or(first);
+    let reloads = c.status(standby).await.map(|s| s.nodes[0].reloads.clone());
+    let new_job_loaded = if full {
+        c.jenkins_state(standby)
+            .await
+            .map(|s| s["items"].get(&new_job).is_some())
+    } else {
+        None
+    };
+    let mut timeline = sidecar_log_lines(
+        c,
+        w0,
+        w0 - 0.01,
+        w0 + uninterrupted.max(first).as_secs_f64() + 0.01,
+    );
+    for l in timeline.iter_mut() {
+        if l.len() > 400 {
+            let cut = (0..=400)
+                .rev()
+                .find(|i| l.is_char_boundary(*i))
+                .unwrap_or(0);
+            l.truncate(cut);
+            l.push_str(" …");
+        }
+    }
+    if timeline.len() > 40 {
+        let n = timeline.len();
+        timeline.drain(20..n - 20);
+        timeline.insert(20, format!("… ({} lines left out)", n - 40));
+    }
+    Ok(ScaleRun {
+        first_ok: first.as_secs_f64(),
+        uninterrupted: uninterrupted.as_secs_f64(),
+        command,
+        seen_after,
+        promotion,
+        full_reloads: reloads
+            .as_ref()
+            .map_or(0, |r| r.full.saturating_sub(reloads_before)),
+        last_reload: reloads.and_then(|r| r.last),
+        new_job_loaded,
+        timeline,
+    })
+}
+
+/// Brings the failed node back (its Jenkins, and for a host death its sidecar too, started
+/// together as a host booting does) and waits until the cluster settled with `active` serving.
+async fn recover(
+    c: &mut Cluster,
+    failed: usize,
+    active: usize,
+    failure: Failure,
+    load: Duration,
+) -> bool {
+    match failure {
+        Failure::Crash => tokio::task::block_in_place(|| c.start_jenkins(failed)),
+        Failure::HostDeath => {
+            let before = c.spawn_jenkins(failed);
+            c.start_sidecar(failed);
+            tokio::task::block_in_place(|| c.wait_jenkins_loaded(failed, before));
+        }
+        Failure::Switchover => {}
+    }
+    let patience = Duration::from_secs(90) + load * 3;
+    settle_scale(c, patience).await == Some(active)
+}
+
+/// The rows of one kind at one size.
+#[derive(Default)]
+struct ScaleRows {
+    first_ok: Vec<f64>,
+    uninterrupted: Vec<f64>,
+    command: Vec<f64>,
+    seen_after: Vec<f64>,
+    promotion_ms: Vec<f64>,
+    kinds: BTreeMap<String, usize>,
+    /// The full reload of the run, where there was one: its duration, and where it ran.
+    full_reload_s: Vec<f64>,
+    full_where: BTreeMap<String, usize>,
+    details: Vec<String>,
+    timelines: Vec<Vec<String>>,
+    failed: Vec<String>,
+}
+
+async fn section_scale(report: &mut Report, args: &Args, slow_runs: usize, with_poll: bool) {
+    let kinds = [
+        (Failure::Crash, false),
+        (Failure::Crash, true),
+        (Failure::HostDeath, false),
+        (Failure::HostDeath, true),
+        (Failure::Switchover, false),
+        (Failure::Switchover, true),
+    ];
+    for &jobs in &args.sizes {
+        let n = if jobs >= BIG {
+            args.big_runs.min(args.runs)
+        } else if !args.only_given {
+            slow_runs
+        } else {
+            args.runs
+        };
+        let timers = (jobs / 100).clamp(4, 40);
+        let spec = scale_spec(
+            jobs,
+            timers,
+            Duration::from_secs(5),
+            &["--build-duration", "2s", "--executors", "4"],
+        );
+        let Some((mut c, mut active, load_text, load)) = boot_scale(spec, jobs).await else {
+            report.note(format!(
+                "scale {}: the cluster did not settle",
+                thousands(jobs)
+            ));
+            continue;
+        };
+        report.note(format!("scale: {load_text}"));
+        if with_poll && jobs >= 1_000 {
+            poll_rows(report, &c, jobs).await;
+        }
+        let patience = Duration::from_secs(60) + load * 3;
+        let mut rows: Vec<ScaleRows> = kinds.iter().map(|_| ScaleRows::default()).collect();
+        'runs: for run in 0..n {
+            for (k, &(failure, full)) in kinds.iter().enumerate() {
+                let tag = format!("{jobs}-{run}-{k}");
+                let t = Instant::now();
+                let r = scale_once(&mut c, active, failure, full, &tag, patience).await;
+                let old = active;
+                match r {
+                    Ok(r) => {
+                        let p = r.promotion.clone();
+                        eprintln!(
+                            "bench: scale {} {}{} run {}/{n}: first 200 after {:.2} s, uninterrupted from {:.2} s{}{}; promotion {}",
+                            thousands(jobs),
+                            failure.short(),
+                            if full { " + full reload" } else { "" },
+                            run + 1,
+                            r.first_ok,
+                            r.uninterrupted,
+                            r.command.map_or(String::new(), |s| format!(", command {s:.2} s")),
+                            r.seen_after.map_or(String::new(), |s| format!(", the standby saw the new job {s:.2} s after the write")),
+                            p.as_ref().map_or("none seen".to_string(), |p| format!("{} in {} ms: {}", p.kind, p.took_ms, p.detail)),
+                        );
+                        let row = &mut rows[k];
+                        row.first_ok.push(r.first_ok);
+                        row.uninterrupted.push(r.uninterrupted);
+                        row.command.extend(r.command);
+                        row.seen_after.extend(r.seen_after);
+                        match p {
+                            Some(p) => {
+                                row.promotion_ms.push(p.took_ms as f64);
+                                *row.kinds.entry(p.kind.clone()).or_default() += 1;
+                                let expected = if full { "full" } else { "incremental" };
+                                if p.kind != expected {
+                                    row.details.push(format!(
+                                        "run {}: {} (term {}, {} ms): {}",
+                                        run + 1,
+                                        p.kind,
+                                        p.term,
+                                        p.took_ms,
+                                        p.detail
+                                    ));
+                                }
+                            }
+                            None => *row.kinds.entry("not seen".into()).or_default() += 1,
+                        }
+                        if r.full_reloads > 0 {
+                            if let Some(last) = &r.last_reload {
+                                row.full_reload_s.push(last.duration_ms as f64 / 1000.0);
+                                let place = match last.kind.as_str() {
+                                    "full" => "followed by the standby before its promotion",
+                                    "full (promotion)" => "run by the promotion",
+                                    "full (switchover)" => "run by the switchover's catch-up",
+                                    other => other,
+                                };
+                                *row.full_where.entry(place.to_string()).or_default() += 1;
+                            }
+                            if r.full_reloads > 1 {
+                                row.details.push(format!(
+                                    "run {}: {} full reloads of the new active's Jenkins",
+                                    run + 1,
+                                    r.full_reloads
+                                ));
+                            }
+                        } else if full {
+                            *row.full_where.entry("none".to_string()).or_default() += 1;
+                        }
+                        if r.full_reloads > 0 && !full {
+                            row.details.push(format!(
+                                "run {}: a full reload ran though nothing needed one",
+                                run + 1
+                            ));
+                        }
+                        if r.new_job_loaded == Some(false) {
+                            row.details.push(format!(
+                                "run {}: the new job is not loaded on the new active",
+                                run + 1
+                            ));
+                        }
+                        row.timelines.push(r.timeline);
+                        active = 1 - active;
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "bench: scale {} {}{} run {}: FAILED: {e}",
+                            thousands(jobs),
+                            failure.short(),
+                            if full { " + full reload" } else { "" },
+                            run + 1
+                        );
+                        rows[k]
+                            .failed
+                            .push(format!("run {}: {}", run + 1, first_line(&e)));
+                        // Bring back what was killed; whoever serves then is the active.
+                        if c.hosts[old].sidecar.is_none() {
+                            c.start_sidecar(old);
+                        }
+                        if c.hosts[old].jenkins.is_none() {
+                            tokio::task::block_in_place(|| c.start_jenkins(old));
+                        }
+                        match settle_scale(&c, patience * 2).await {
+                            Some(a) => active = a,
+                            None => break 'runs,
+                        }
+                        continue;
+                    }
+                }
+                if !recover(&mut c, old, active, failure, load).await {
+                    report.note(format!(
+                        "scale {}: the cluster did not settle after {} run {}; stopped there",
+                        thousands(jobs),
+                        failure.short(),
+                        run + 1
+                    ));
+                    eprintln!("bench: logs:\n{}", tail(&c.logs(), 60));
+                    break 'runs;
+                }
+                eprintln!(
+                    "bench: (run and recovery took {:.1} s)",
+                    t.elapsed().as_secs_f64()
+                );
+                // The node that just lost its term may not take it back within lease_timeout.
+                tokio::time::sleep(ms(SCALE_LEASE_MS / 2)).await;
+            }
+        }
+        scale_report(report, jobs, n, &kinds, rows);
+        let t = Instant::now();
+        drop(c);
+        eprintln!(
+            "bench: (the {}-job cluster removed in {:.1} s)",
+            thousands(jobs),
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn scale_report(
+    report: &mut Report,
+    jobs: usize,
+    n: usize,
+    kinds: &[(Failure, bool)],
+    rows: Vec<ScaleRows>,
+) {
+    let size = thousands(jobs);
+    for (&(failure, full), row) in kinds.iter().zip(rows) {
+        let mut setting = format!(
+            "{size} jobs (generated, folders, 5 builds each), bindfs, load model 0.3 s + 4 ms/item + 20 us/build; interval {SCALE_INTERVAL_MS} ms, fall 3, lease_timeout {} s",
+            SCALE_LEASE_MS / 1000
+        );
+        if full {
+            setting.push_str("; **a full reload needed**: a new top-level job written through the active's mount just before, once the standby's watcher listed it");
+        }
+        if jobs >= BIG {
+            setting.push_str(&format!("; {n} runs (`--big-runs`)"));
+        }
+        let kinds_text = row
+            .kinds
+            .iter()
+            .map(|(k, c)| format!("{k} ×{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = if full {
+            format!(
+                "{} — after a change only a full reload applies",
+                failure.what()
+            )
+        } else {
+            failure.what().to_string()
+        };
+        let values = match failure {
+            Failure::Switchover => &row.command,
+            _ => &row.first_ok,
+        };
+        report.add("scale", &what, &setting, values, Unit::Secs, None);
+        if failure == Failure::Switchover {
+            report.add(
+                "scale",
+                "… the first 200 from the new active (from the command's start)",
+                &setting,
+                &row.first_ok,
+                Unit::Secs,
+                None,
+            );
+        } else {
+            report.add(
+                "scale",
+                "… → uninterrupted 200s from the new active",
+                &setting,
+                &row.uninterrupted,
+                Unit::Secs,
+                None,
+            );
+        }
+        report.add(
+            "scale",
+            &format!(
+                "… the promotion's first pass (`status`: promotion.took_ms); kinds: {kinds_text}"
+            ),
+            &setting,
+            &row.promotion_ms,
+            Unit::Ms,
+            None,
+        );
+        if full {
+            let place = row
+                .full_where
+                .iter()
+                .map(|(k, c)| format!("{k} ×{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            report.add(
+                "scale",
+                &format!("… the full reload of the new active's Jenkins (`status`: reloads.last.duration_ms); {place}"),
+                &setting,
+                &row.full_reload_s,
+                Unit::Secs,
+                None,
+            );
+            report.add(
+                "scale",
+                "… the write → the standby's watcher lists the new job (then the failure)",
+                &setting,
+                &row.seen_after,
+                Unit::Secs,
+                None,
+            );
+        }
+        let label = format!(
+            "scale {size} {}{}",
+            failure.short(),
+            if full { " + full reload" } else { "" }
+        );
+        if !row.details.is_empty() {
+            report.note(format!(
+                "{label}: not as expected (a promotion of kind {}{}): {}",
+                if full { "full" } else { "incremental" },
+                if full { "" } else { ", no full reload" },
+                row.details.join("; ")
+            ));
+        }
+        if !row.failed.is_empty() {
+            report.note(format!("{label}: failed runs: {}", row.failed.join("; ")));
+        }
+        let values = match failure {
+            Failure::Switchover => &row.command,
+            _ => &row.first_ok,
+        };
+        let show = (jobs >= BIG && (failure != Failure::Switchover || full))
+            || (failure == Failure::Crash && jobs >= 1_000);
+        if show {
+            if let Some(m) = median_index(values) {
+                report.timelines.push((
+                    format!(
+                        "{label}, the median run ({:.2} s): both sidecars' logs from the {} (+0)",
+                        values[m],
+                        if failure == Failure::Switchover {
+                            "command's start"
+                        } else {
+                            "kill"
+                        }
+                    ),
+                    row.timelines[m].clone(),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. One poll cycle of the watcher
+
+/// Samples both sidecars' `watch` figures while idle: one row per size, and the stat count.
+async fn poll_rows(report: &mut Report, c: &Cluster, jobs: usize) {
+    const SAMPLES: usize = 12;
+    let mut scans: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut statted = [None, None];
+    let mut mode = [String::new(), String::new()];
+    let mut items = [0usize; 2];
+    let mut roles = [Role::Starting, Role::Starting];
+    for _ in 0..SAMPLES {
+        for i in 0..2 {
+            let Some(s) = c.status(i).await else {
+                continue;
+            };
+            roles[i] = s.nodes[0].role;
+            if let Some(w) = &s.nodes[0].watch {
+                if let Some(ms) = w.last_scan_ms {
+                    scans[i].push(ms);
+                }
+                statted[i] = w.files_statted.or(statted[i]);
+                mode[i] = w.mode.clone();
+                items[i] = w.items;
+            }
+        }
+        // The default poll interval is 1 s: each sample a new scan.
+        tokio::time::sleep(ms(1100)).await;
+    }
+    for i in 0..2 {
+        let role = if roles[i] == Role::Active {
+            "active"
+        } else {
+            "standby"
+        };
+        let setting = format!(
+            "{} jobs ({} items seen), bindfs mount, watch mode {}, poll_interval 1 s; sampled {SAMPLES} times, 1.1 s apart, idle {role}",
+            thousands(jobs),
+            thousands(items[i]),
+            if mode[i].is_empty() { "unknown" } else { &mode[i] },
+        );
+        report.add(
+            "poll",
+            "one poll cycle of the JENKINS_HOME watcher (`status`: watch.last_scan_ms)",
+            &setting,
+            &scans[i],
+            Unit::Ms,
+            None,
+        );
+        if let Some(n) = statted[i] {
+            report.add_text(
+                "poll",
+                "… files stat'ed per cycle (`status`: watch.files_statted: each job's config.xml, nextBuildNumber and builds/, each folder's config.xml, the root files)",
+                &setting,
+                &thousands(n),
+                "1",
+                "",
+            );
+        }
+    }
+}
+
+async fn section_poll(report: &mut Report, args: &Args) {
+    for &jobs in args.sizes.iter().filter(|j| **j >= 1_000) {
+        let timers = (jobs / 100).clamp(4, 40);
+        let spec = scale_spec(
+            jobs,
+            timers,
+            Duration::from_secs(5),
+            &["--build-duration", "2s", "--executors", "4"],
+        );
+        let Some((c, _active, load_text, _)) = boot_scale(spec, jobs).await else {
+            report.note(format!(
+                "poll {}: the cluster did not settle",
+                thousands(jobs)
+            ));
+            continue;
+        };
+        report.note(format!("poll: {load_text}"));
+        poll_rows(report, &c, jobs).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. The ledger of builds over many failovers
+
+const BUILDS_JOBS: usize = 1_000;
+const BUILDS_TIMERS: usize = 40;
+const BUILDS_EVERY: Duration = Duration::from_secs(3);
+
+async fn section_builds(report: &mut Report, failovers: usize) {
+    use std::collections::BTreeSet;
+    let spec = scale_spec(
+        BUILDS_JOBS,
+        BUILDS_TIMERS,
+        BUILDS_EVERY,
+        &["--executors", "8", "--build-duration", "300ms"],
+    );
+    let setting = format!(
+        "{} jobs, {BUILDS_TIMERS} on a timer every {} s, 8 executors, builds of 300 ms, bindfs, load model 0.3 s + 4 ms/item; crash failovers and switchovers alternating, the killed Jenkins restarted each time",
+        thousands(BUILDS_JOBS),
+        BUILDS_EVERY.as_secs()
+    );
+    let Some((mut c, mut active, load_text, load)) = boot_scale(spec, BUILDS_JOBS).await else {
+        report.note("builds: the cluster did not settle".into());
+        return;
+    };
+    report.note(format!("builds: {load_text}"));
+    let from = SystemTime::now();
+    let patience = Duration::from_secs(60) + load * 3;
+    let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+    let (mut lost, mut duplicates, mut stale) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut not_incremental = Vec::new();
+    let (mut crashes, mut switchovers) = (0usize, 0usize);
+    let mut first_ok: Vec<f64> = Vec::new();
+    let mut stopped = None;
+    for round in 0..failovers * 2 {
+        tokio::time::sleep(BUILDS_EVERY + random_phase(BUILDS_EVERY)).await;
+        for i in 0..2 {
+            seen.extend(c.fires(i).await);
+        }
+        let standby = 1 - active;
+        let before = term_of(&c, active).await;
+        let crash = round % 2 == 0;
+        let t0 = Instant::now();
+        if crash {
+            c.kill_jenkins(active);
+        } else {
+            let (code, out, err) = tokio::task::block_in_place(|| c.cli(active, &["failover"]));
+            if code != Some(0) {
+                stopped = Some(format!(
+                    "round {}: `jenkins-ha failover` exited {code:?}: {out}{err}",
+                    round + 1
+                ));
+                break;
+            }
+        }
+        let Some(took) = c.wait_served_by(0, standby, patience).await else {
+            stopped = Some(format!("round {}: the new active never served", round + 1));
+            break;
+        };
+        let _ = took;
+        first_ok.push(t0.elapsed().as_secs_f64());
+        let p = c
+            .wait(patience, || async {
+                let s = c.status(standby).await?;
+                let p = s.nodes[0].promotion.clone().filter(|p| p.term > before)?;
+                (quiet(&c, standby).await == Some(false)).then_some(p)
+            })
+            .await;
+        match &p {
+            Some(p) if p.kind == "incremental" => {}
+            Some(p) => {
+                not_incremental.push(format!("round {}: {} ({})", round + 1, p.kind, p.detail))
+            }
+            None => not_incremental.push(format!("round {}: no promotion seen", round + 1)),
+        }
+        if crash {
+            crashes += 1;
+            tokio::task::block_in_place(|| c.start_jenkins(active));
+        } else {
+            switchovers += 1;
+        }
+        active = standby;
+        if settle_scale(&c, patience).await != Some(active) {
+            stopped = Some(format!("round {}: the cluster did not settle", round + 1));
+            break;
+        }
+        let v = c.build_ledger(active, from, BUILDS_EVERY * 2).await;
+        lost.extend(v.lost.iter().cloned());
+        duplicates.extend(v.duplicates.iter().cloned());
+        stale.extend(v.stale_numbers.iter().cloned());
+        eprintln!(
+            "bench: builds round {}/{} ({}, {:.2} s to the first 200; promotion {}): {}",
+            round + 1,
+            failovers * 2,
+            if crash { "crash" } else { "switchover" },
+            first_ok.last().copied().unwrap_or(0.0),
+            p.as_ref().map_or("not seen".to_string(), |p| format!(
+                "{} in {} ms",
+                p.kind, p.took_ms
+            )),
+            v.summary()
+        );
+    }
+    if let Some(s) = &stopped {
+        report.note(format!("builds: stopped early: {s}"));
+        eprintln!("bench: logs:\n{}", tail(&c.logs(), 80));
+    }
+    // The fires of the last rounds get built, then the whole run is judged at once, with every
+    // fire any stand-in saw (the killed ones' included, gathered before each failover).
+    tokio::time::sleep(BUILDS_EVERY * 3).await;
+    for i in 0..2 {
+        seen.extend(c.fires(i).await);
+    }
+    let mut queued = BTreeSet::new();
+    for i in 0..2 {
+        queued.extend(c.queued_fires(i).await);
+    }
+    let ms_of = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let judge_ms = ms_of(from)..ms_of(SystemTime::now() - BUILDS_EVERY * 2);
+    let home = c.home.clone();
+    let builds = tokio::task::spawn_blocking(move || cluster::ledger::disk_builds(&home))
+        .await
+        .unwrap_or_default();
+    let highest = cluster::ledger::highest_numbers(&builds);
+    let next = c.next_numbers(active).await;
+    let fires: Vec<(String, u64)> = seen.into_iter().collect();
+    let v = cluster::ledger::judge(&cluster::ledger::Evidence {
+        builds: &builds,
+        fires: &fires,
+        queued: &queued,
+        judge_ms,
+        collisions: cluster::ledger::logged_collisions(&c.dir),
+        highest: &highest,
+        next_numbers: &next,
+    });
+    lost.extend(v.lost.iter().cloned());
+    duplicates.extend(v.duplicates.iter().cloned());
+    stale.extend(v.stale_numbers.iter().cloned());
+    eprintln!("bench: builds: the whole run: {}", v.summary());
+    let runs = format!("{crashes} crash failovers + {switchovers} switchovers");
+    let goal0 = |n: usize| {
+        if n == 0 {
+            "0: **met**"
+        } else {
+            "0: **missed**"
+        }
+    };
+    report.add_text(
+        "builds",
+        "build-number collisions (a `builds/N` overwritten; every stand-in's log, killed ones included)",
+        &setting,
+        &v.collisions.to_string(),
+        &runs,
+        goal0(v.collisions),
+    );
+    report.add_text(
+        "builds",
+        "duplicate builds (every fire of a build built before)",
+        &setting,
+        &duplicates.len().to_string(),
+        &runs,
+        goal0(duplicates.len()),
+    );
+    report.add_text(
+        "builds",
+        "lost timer fires (seen by a running Jenkins, never built, not queued)",
+        &setting,
+        &lost.len().to_string(),
+        &runs,
+        goal0(lost.len()),
+    );
+    report.add_text(
+        "builds",
+        "stale next build numbers on the active (checked after every failover)",
+        &setting,
+        &stale.len().to_string(),
+        &runs,
+        goal0(stale.len()),
+    );
+    report.add_text(
+        "builds",
+        "builds run and fires judged",
+        &setting,
+        &format!(
+            "{} builds run ({} records on disk), {} fires judged, {} fires in two builds (coalescing)",
+            thousands(v.run_builds),
+            thousands(v.builds),
+            thousands(v.fires_judged),
+            v.fires_built_twice
+        ),
+        &runs,
+        "",
+    );
+    report.add(
+        "builds",
+        "failover → first 200 from the new active, with builds running",
+        &setting,
+        &first_ok,
+        Unit::Secs,
+        None,
+    );
+    if !not_incremental.is_empty() {
+        report.note(format!(
+            "builds: {} promotion(s) not incremental: {}",
+            not_incremental.len(),
+            not_incremental
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    if !v.clean() || !lost.is_empty() || !duplicates.is_empty() || !stale.is_empty() {
+        let some = |s: &BTreeSet<String>| s.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        report.note(format!(
+            "builds: the ledger is not clean: {}; over all rounds: lost [{}], duplicates [{}], stale numbers [{}]",
+            v.summary(),
+            some(&lost),
+            some(&duplicates),
+            some(&stale)
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /// Like [`Cluster::wait`], polling every 5 ms.
 async fn wait_fast<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
@@ -2104,6 +3186,32 @@ async fn main() {
     }
     if want("etcd") {
         section_etcd(&mut report, runs).await;
+    }
+    if want("scale") {
+        section_scale(&mut report, &args, slow_runs, want("poll")).await;
+        if !args.only_given && slow_runs < runs {
+            report.note(format!(
+                "scale: in a default run the rows at 20 and 1,000 jobs ran {slow_runs} times, not {runs}, to keep the whole run near half an hour (`--only scale` runs them {runs} times)"
+            ));
+        }
+        if args.sizes.iter().any(|s| *s >= BIG) && args.big_runs < runs {
+            report.note(format!(
+                "scale: the rows at {} jobs ran {} times, not {runs} (`--big-runs`): each run waits out a Jenkins start-up of 41 s or more",
+                thousands(BIG),
+                args.big_runs
+            ));
+        }
+    } else if want("poll") {
+        section_poll(&mut report, &args).await;
+    }
+    if want("builds") {
+        section_builds(&mut report, args.failovers).await;
+    }
+    if !args.only_given {
+        report.note(format!(
+            "a default run leaves out `builds` and the {}-job rows of `scale` and `poll`: `cargo run --release --example bench -- --only scale,poll,builds` runs them",
+            thousands(BIG)
+        ));
     }
     report.print(&args, started_at);
 }

@@ -130,7 +130,11 @@ fn a_renewing_holder_keeps_its_term_and_loses_it_only_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(300));
         last_renewal = Instant::now();
         a.write(&record(1, "a", counter)).unwrap();
-        assert_eq!(newest(&b), record(1, "a", counter), "the whole record, timing too");
+        assert_eq!(
+            newest(&b),
+            record(1, "a", counter),
+            "the whole record, timing too"
+        );
         assert!(!b.claim(&record(2, "b", 0)).unwrap(), "renewal {counter}");
     }
     // a goes silent: its counter freezes where b can see it, and b gets term 2 only once etcd
