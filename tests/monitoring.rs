@@ -717,6 +717,9 @@ fn value(families: &BTreeMap<String, Family>, family: &str, series: &str) -> Opt
 async fn a_running_daemon_exports_exactly_the_listed_metrics_in_both_formats() {
     let (c, active) = cluster::Cluster::start_settled(cluster::Spec::default()).await;
     let standby = 1 - active;
+    // Ten intervals of a settled cluster before the scrape: every node has read its lease
+    // each tick by then (a node that settled last may have read it only a few times).
+    tokio::time::sleep(c.spec.interval * 10).await;
     let listed = metrics();
     let sockets: Vec<String> = c
         .haproxies
