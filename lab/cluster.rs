@@ -1451,6 +1451,17 @@ impl SplitBrain {
     pub fn total(&self) -> usize {
         self.haproxy_both_ready + self.both_active + self.both_unquiet
     }
+
+    /// Adds another observation's samples to these (the first split seen stays the earliest).
+    pub fn add(&mut self, other: &SplitBrain) {
+        self.samples += other.samples;
+        self.haproxy_both_ready += other.haproxy_both_ready;
+        self.both_active += other.both_active;
+        self.both_unquiet += other.both_unquiet;
+        if self.first.is_none() {
+            self.first.clone_from(&other.first);
+        }
+    }
 }
 
 impl Cluster {
@@ -1751,6 +1762,11 @@ pub struct NetNs {
     pub ns_ip: String,
     forwards: Option<Forwarder>,
     forwards_out: Option<Forwarder>,
+    /// Set to `true` to cut [`NetNs::forward_out`] like a dropped link ([`NetNs::cut_out`]).
+    out_cut: tokio::sync::watch::Sender<bool>,
+    /// The switch of [`NetNs::forward`], which stays off (its sender must live: a closed switch
+    /// would read as a change).
+    in_cut: tokio::sync::watch::Sender<bool>,
 }
 
 /// A forwarding thread and what stops it.
@@ -1817,6 +1833,8 @@ impl NetNs {
             ns_ip: format!("10.231.{subnet}.2"),
             forwards: None,
             forwards_out: None,
+            out_cut: tokio::sync::watch::channel(false).0,
+            in_cut: tokio::sync::watch::channel(false).0,
         };
         let setup = || -> Result<(), String> {
             ip(&["netns", "add", &ns.name])?;
@@ -1891,6 +1909,8 @@ impl NetNs {
         let ns_file = fs::File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        // The test's console into the namespace is never cut: a switch that stays off.
+        let never_cut = self.in_cut.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("{}-forward", self.name))
             .spawn(move || {
@@ -1915,7 +1935,7 @@ impl NetNs {
                     for (listener, port) in listeners {
                         let listener =
                             tokio::net::TcpListener::from_std(listener).expect("forward listener");
-                        tokio::spawn(forward_port(listener, port));
+                        tokio::spawn(forward_port(listener, port, never_cut.clone()));
                     }
                     let _ = stop_rx.await;
                 });
@@ -1967,6 +1987,7 @@ impl NetNs {
         .unwrap_or_else(|e| panic!("forward out of {}: {e}", self.name));
         // Accepted and connected onwards by a thread of the root namespace, where the targets are.
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let cut = self.out_cut.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("{}-forward-out", self.name))
             .spawn(move || {
@@ -1978,7 +1999,7 @@ impl NetNs {
                     for (listener, port) in listeners {
                         let listener =
                             tokio::net::TcpListener::from_std(listener).expect("forward listener");
-                        tokio::spawn(forward_port(listener, port));
+                        tokio::spawn(forward_port(listener, port, cut.clone()));
                     }
                     let _ = stop_rx.await;
                 });
@@ -1986,23 +2007,48 @@ impl NetNs {
             .expect("spawn the forwarder");
         self.forwards_out = Some((stop, thread));
     }
+
+    /// Cuts the way out of [`NetNs::forward_out`] (`true`) or restores it: while cut, open
+    /// connections carry nothing and new ones are accepted and never answered, as over a dropped
+    /// link (no reset, no refusal: the client waits for its own deadline). The hosts' link
+    /// ([`NetNs::set_link`]) is left alone.
+    pub fn cut_out(&self, cut: bool) {
+        self.out_cut.send_replace(cut);
+    }
 }
 
 /// Accepts on `listener` and connects to `127.0.0.1:port` from the current thread's namespace,
 /// copying both ways.
-async fn forward_port(listener: tokio::net::TcpListener, port: u16) {
+async fn forward_port(
+    listener: tokio::net::TcpListener,
+    port: u16,
+    cut: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
             continue;
         };
+        let mut cut_rx = cut.clone();
         tokio::spawn(async move {
+            if *cut_rx.borrow() {
+                // Blackhole: hold the connection open and say nothing.
+                wait_cut(&mut cut_rx, false).await;
+                return;
+            }
             // A socket made on this thread, so in the namespace it entered.
             let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
                 return;
             };
             let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             if let Ok(mut outbound) = socket.connect(to).await {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                let mut cut_now = cut_rx.clone();
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = wait_cut(&mut cut_now, true) => {
+                        // Cut: stop forwarding but keep both sockets open, like a dropped link.
+                        wait_cut(&mut cut_rx, false).await;
+                    }
+                }
             }
         });
     }

@@ -233,6 +233,14 @@ impl EtcdCluster {
         (0..self.members.len()).find(|&i| self.is_leader(i))
     }
 
+    /// Whether member `i` runs and reports healthy (`/health`: it has a leader and answers).
+    pub fn member_healthy(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        m.child.is_some()
+            && http_get(m.metrics_port, "/health", Duration::from_millis(500))
+                .is_some_and(|b| b.contains("\"health\":\"true\""))
+    }
+
     /// Waits until some member is leader and a running member reports healthy.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let start = Instant::now();

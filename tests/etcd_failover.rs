@@ -1,6 +1,7 @@
 //! Two sidecars on `lease.backend: etcd` (a real 3-member etcd cluster), real HAProxy and the
-//! Jenkins stand-ins: what the cluster does when etcd loses its raft leader, loses quorum, or
-//! when the active sidecar freezes. An observer samples split brain every 100 ms throughout;
+//! Jenkins stand-ins: what the cluster does when etcd loses its raft leader, loses quorum, has
+//! every member restarted in turn, when the active is cut off from etcd (a network namespace),
+//! or when the active sidecar freezes. An observer samples split brain every 100 ms throughout;
 //! every test ends with zero samples of it.
 
 #[path = "../lab/cluster.rs"]
@@ -153,4 +154,109 @@ async fn a_frozen_active_is_replaced_once_its_etcd_lease_expires() {
     let (sb2, _) = observe_until(&c, Duration::from_secs(3), || async { false }).await;
     assert_eq!(sb.total() + sb2.total(), 0, "{sb:?} {sb2:?}");
     assert_eq!(c.settle().await, standby);
+}
+
+/// Every etcd member restarted in turn (`kill -9`, then started again on its data; the next one
+/// only once it is healthy again, so quorum holds throughout, and the leader's restart forces an
+/// election): no failover, the same term and holder, zero split-brain samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_etcd_member_in_turn_causes_no_failover() {
+    let _serial = serial().await;
+    let mut etcd = EtcdCluster::start(3);
+    let (c, active) = Cluster::start_settled(spec(&etcd)).await;
+    let term = term_of(&c, active).await.expect("a term");
+    let mut sb = SplitBrain::default();
+    for i in 0..3 {
+        let was_leader = etcd.is_leader(i);
+        etcd.restart(i);
+        let (s, back) = observe_until(&c, Duration::from_secs(30), || async {
+            etcd.member_healthy(i)
+        })
+        .await;
+        sb.add(&s);
+        assert!(back, "etcd member {i} never came back\n{}", etcd.logs());
+        eprintln!("etcd member {i} restarted (it was the leader: {was_leader})");
+        // A few intervals with it back before the next one goes.
+        let (s, _) = observe_until(&c, Duration::from_secs(2), || async { false }).await;
+        sb.add(&s);
+        assert_eq!(
+            c.active_code(active).await,
+            Some(200),
+            "the active lost its lease when member {i} restarted\n{}",
+            c.logs()
+        );
+    }
+    assert_eq!(sb.total(), 0, "{sb:?}");
+    assert_eq!(term_of(&c, active).await, Some(term), "a failover happened");
+    assert_eq!(term_of(&c, 1 - active).await, Some(term));
+    assert_eq!(c.settle().await, active);
+}
+
+/// jenkins02 runs in its own network namespace and reaches etcd by a path apart from the hosts'
+/// network; it is the active. That path is cut like a dropped link (open connections carry
+/// nothing, new ones are never answered), while the hosts still reach each other. It cannot
+/// renew: it steps down by its own clock within `lease_timeout` (`/active` 503, its Jenkins
+/// quiet), and jenkins01 takes over once etcd has expired the lease (its TTL), not before. With
+/// the path back, jenkins02 rejoins as a standby. Zero split-brain samples throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_etcd_steps_down_and_the_standby_takes_over_after_the_ttl() {
+    let _serial = serial().await;
+    let etcd = EtcdCluster::start(3);
+    let spec = Spec {
+        netns_host: Some(1),
+        ..spec(&etcd)
+    };
+    let (interval, lease_timeout) = (spec.interval, spec.lease_timeout);
+    let mut c = Cluster::prepare(spec);
+    c.start_sidecar(1);
+    assert_eq!(
+        c.wait_one_active(Duration::from_secs(20)).await,
+        Some(1),
+        "jenkins02 did not become active alone\n{}",
+        c.logs()
+    );
+    c.start_sidecar(0);
+    assert_eq!(c.settle().await, 1);
+    let term = term_of(&c, 1).await.expect("a term");
+    let ns = c.netns.as_ref().expect("jenkins02's namespace");
+    ns.cut_out(true);
+    let cut = Instant::now();
+    let (mut sb, stepped_down) = observe_until(&c, lease_timeout * 2, || async {
+        c.active_code(1).await != Some(200)
+    })
+    .await;
+    assert!(
+        stepped_down,
+        "the cut-off active kept serving\n{}",
+        c.logs()
+    );
+    let stepped = cut.elapsed();
+    eprintln!("cut off from etcd: jenkins02 stepped down after {stepped:?}");
+    assert!(stepped <= lease_timeout, "{stepped:?}");
+    let (s, took_over) = observe_until(&c, lease_timeout * 4, || async {
+        c.active_code(0).await == Some(200)
+    })
+    .await;
+    sb.add(&s);
+    assert!(took_over, "jenkins01 never took over\n{}", c.logs());
+    let took = cut.elapsed();
+    eprintln!("jenkins01 took over {took:?} after the cut");
+    // The holder's last keep-alive came at most an interval before the cut.
+    assert!(
+        took >= lease_timeout - interval,
+        "{took:?}: sooner than the lease allows"
+    );
+    assert!(term_of(&c, 0).await > Some(term), "a new term");
+    assert_eq!(
+        c.quieting_down(1).await,
+        Some(true),
+        "the cut-off node's Jenkins is not quiet"
+    );
+    ns.cut_out(false);
+    let (s, _) = observe_until(&c, Duration::from_secs(3), || async { false }).await;
+    sb.add(&s);
+    assert_eq!(c.settle().await, 0);
+    let s = c.status(1).await.expect("jenkins02's status");
+    assert_eq!(s.nodes[0].role.as_str(), "standby", "{:?}", s.nodes[0]);
+    assert_eq!(sb.total(), 0, "{sb:?}");
 }

@@ -126,6 +126,21 @@ pub struct QueuedBuild {
     pub next_now: Option<u64>,
     /// When the job's newest build on disk started (wall-clock ms of the host that ran it).
     pub last_build_ms: Option<u64>,
+    /// When the job's newest builds started by a trigger (timer or SCM polling: the causes a
+    /// quiet Jenkins queues too) started, newest first, as far back as the adapter read.
+    pub trigger_starts_ms: Vec<u64>,
+}
+
+/// What the disk says of a queued job's newest builds, read right after a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskBuilds {
+    /// Its `nextBuildNumber`.
+    pub next: u64,
+    /// When its newest build started.
+    pub last_started_ms: Option<u64>,
+    /// When its newest builds with a trigger cause started, newest first (see
+    /// [`QueuedBuild::trigger_starts_ms`]).
+    pub trigger_starts_ms: Vec<u64>,
 }
 
 /// One queue item as listed: id, job, `inQueueSince` and how many requests it folds.
@@ -162,15 +177,15 @@ impl QueueWatch {
         &mut self,
         listing: &[ListedItem],
         now_ms: u64,
-        newest: &std::collections::BTreeMap<String, (u64, Option<u64>)>,
+        newest: &std::collections::BTreeMap<String, DiskBuilds>,
     ) -> Vec<QueuedBuild> {
         let previous = self.listed_at_ms;
         let mut seen = std::collections::BTreeMap::new();
         let mut out = Vec::with_capacity(listing.len());
         for item in listing {
-            let (next_now, last_build_ms) = match newest.get(&item.job) {
-                Some(&(next, started)) => (Some(next), started),
-                None => (None, None),
+            let (next_now, last_build_ms, trigger_starts_ms) = match newest.get(&item.job) {
+                Some(d) => (Some(d.next), d.last_started_ms, d.trigger_starts_ms.clone()),
+                None => (None, None, Vec::new()),
             };
             let (after, by, next_at_newest) = match self.seen.get(&item.id) {
                 Some(&(requests, after, by, at)) if requests >= item.requests => {
@@ -199,6 +214,7 @@ impl QueueWatch {
                 next_at_newest: next_at_newest.flatten(),
                 next_now,
                 last_build_ms,
+                trigger_starts_ms,
             });
         }
         self.seen = seen;
@@ -209,22 +225,47 @@ impl QueueWatch {
 
 /// Whether another controller already ran the item's fires: a build of its job started after
 /// the item's newest request. Certain when the job's `nextBuildNumber` moved since the listing
-/// that first showed that request. Otherwise by the start of the job's newest build (the other
-/// host's clock, so less `tolerance_ms` of skew): for an item of one request, at or after it
-/// (`inQueueSince` is exact); for an item folding several, at or after the listing that first
-/// showed the newest (only a listing dates it). Anything else is kept: a fire nobody built
-/// must not be lost, and one built already is at worst folded into the next build.
+/// that first showed that request. Otherwise by the starts of the job's builds (the other
+/// host's clock, so less `tolerance_ms` of skew):
+/// - an item of one request: its newest build started at or after it (`inQueueSince` is exact);
+/// - an item folding several: its newest build started at or after the listing that first
+///   showed the newest (only a listing dates it); or as many builds started by a trigger as
+///   the item folds requests started at or after its first (`inQueueSince`), the newest of them
+///   after the last listing that did not show the newest request. Both controllers fire on the
+///   same schedule, and a build takes every request queued for its job when it starts, so each
+///   such build after the first took at least one fire later than the one before it: `n` of
+///   them reach the item's `n`-th fire. This judges an item whose fires the other controller
+///   built between two listings, or before this quiet Jenkins' queue was first listed (it just
+///   started).
+///
+/// Anything else is kept: a fire nobody built must not be lost.
 pub fn already_built(q: &QueuedBuild, tolerance_ms: u64) -> bool {
     if matches!((q.next_at_newest, q.next_now), (Some(then), Some(now)) if now > then) {
         return true;
     }
-    q.last_build_ms.is_some_and(|started| {
+    let by_newest = q.last_build_ms.is_some_and(|started| {
         if q.requests <= 1 {
             started + tolerance_ms >= q.queued_at_ms
         } else {
             started >= q.newest_by_ms
         }
-    })
+    });
+    by_newest || (q.requests > 1 && fires_counted(q, tolerance_ms))
+}
+
+/// For a folded item: `requests` trigger builds started since its first request, the newest
+/// after the last listing without its newest request.
+fn fires_counted(q: &QueuedBuild, tolerance_ms: u64) -> bool {
+    let since_first = q
+        .trigger_starts_ms
+        .iter()
+        .take_while(|&&s| s + tolerance_ms >= q.queued_at_ms)
+        .count();
+    let newest_after_last_listing = q
+        .trigger_starts_ms
+        .first()
+        .is_some_and(|&s| s + tolerance_ms >= q.newest_after_ms);
+    since_first >= q.requests as usize && newest_after_last_listing
 }
 
 /// The queued builds another controller already ran, to cancel: on a standby at every listing,
@@ -288,6 +329,7 @@ mod tests {
             next_at_newest: None,
             next_now: None,
             last_build_ms: last,
+            trigger_starts_ms: last.into_iter().collect(),
         }
     }
 
@@ -300,9 +342,15 @@ mod tests {
         }
     }
 
-    fn numbers(v: &[(u64, u64)]) -> std::collections::BTreeMap<String, (u64, Option<u64>)> {
+    fn numbers(v: &[(u64, u64)]) -> std::collections::BTreeMap<String, DiskBuilds> {
         v.iter()
-            .map(|(id, n)| (format!("job-{id}"), (*n, None)))
+            .map(|(id, n)| {
+                let d = DiskBuilds {
+                    next: *n,
+                    ..DiskBuilds::default()
+                };
+                (format!("job-{id}"), d)
+            })
             .collect()
     }
 
@@ -376,6 +424,32 @@ mod tests {
         assert!(triage(&[folded.clone()], 50).is_empty());
         folded.last_build_ms = Some(62_300);
         assert_eq!(triage(&[folded], 50), [3]);
+    }
+
+    #[test]
+    fn a_folded_item_is_judged_by_counting_the_trigger_builds_since_its_first_fire() {
+        // Fires at 33 s and 36 s folded into one item, first listed at 36.5 s (this Jenkins
+        // had just started: no listing before). The other controller built both fires at once.
+        let mut folded = q(4, 33_000, Some(36_010));
+        folded.requests = 2;
+        folded.newest_after_ms = 33_000;
+        folded.newest_by_ms = 36_500;
+        folded.trigger_starts_ms = vec![36_010, 33_005, 30_004];
+        assert_eq!(triage(&[folded.clone()], 50), [4]);
+        // It built the 33 s fire only (it died at the 36 s one): one build since the first
+        // request, for two requests. Kept: the 36 s fire must not be lost.
+        folded.trigger_starts_ms = vec![33_005, 30_004];
+        folded.last_build_ms = Some(33_005);
+        assert!(triage(&[folded.clone()], 50).is_empty());
+        // A build for another cause (a user's Build Now) between the fires is no fire's.
+        folded.trigger_starts_ms = vec![33_005, 30_004];
+        folded.last_build_ms = Some(34_000);
+        assert!(triage(&[folded.clone()], 50).is_empty());
+        // Two trigger builds since the first request, but the newest before the last listing
+        // that still showed one request (the newest fire came after it): kept.
+        folded.trigger_starts_ms = vec![34_000, 33_005];
+        folded.newest_after_ms = 35_000;
+        assert!(triage(&[folded], 50).is_empty());
     }
 
     #[test]

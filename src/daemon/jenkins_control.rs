@@ -32,8 +32,8 @@ use super::health::Checks;
 use super::live::Live;
 use super::metrics::Metrics;
 use crate::core::catch_up::{
-    catch_up_kind, stale_next_numbers, triage, CatchUpKind, Knowledge, ListedItem, QueueWatch,
-    QueuedBuild,
+    catch_up_kind, stale_next_numbers, triage, CatchUpKind, DiskBuilds, Knowledge, ListedItem,
+    QueueWatch, QueuedBuild,
 };
 use crate::core::{CatchUpObs, CatchUpPhase, FullReloadObs, Mono, ReloadPurpose};
 use crate::io::build_numbers;
@@ -628,11 +628,27 @@ impl JenkinsControl {
         let newest = match (&self.home, listing.is_empty()) {
             (Some(home), false) => {
                 let home = home.clone();
-                let jobs: Vec<String> = listing.iter().map(|i| i.job.clone()).collect();
+                // Back to each item's first request (less a second for the clocks' skew),
+                // for as many trigger builds as it folds requests.
+                let jobs: Vec<build_numbers::JobQuery> = listing
+                    .iter()
+                    .map(|i| build_numbers::JobQuery {
+                        job: i.job.clone(),
+                        since_ms: i.queued_at_ms.saturating_sub(1_000),
+                        want: i.requests.max(1),
+                    })
+                    .collect();
                 tokio::task::spawn_blocking(move || {
                     build_numbers::read_newest_builds(&home, &jobs, 4)
                         .into_iter()
-                        .map(|(job, b)| (job, (b.next, b.started_ms)))
+                        .map(|(job, b)| {
+                            let disk = DiskBuilds {
+                                next: b.next,
+                                last_started_ms: b.started_ms,
+                                trigger_starts_ms: b.trigger_starts_ms,
+                            };
+                            (job, disk)
+                        })
                         .collect()
                 })
                 .await

@@ -49,24 +49,49 @@ fn read_one(home: &Path, full_name: &str) -> ReadOne {
 }
 
 /// A job's newest build as the disk has it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NewestBuild {
     /// Its `nextBuildNumber`.
     pub next: u64,
     /// When build `next - 1` started (`<timestamp>` of its `build.xml`, ms); `None` when there
     /// is none, or it is not written yet (Jenkins saves the number first).
     pub started_ms: Option<u64>,
+    /// When the newest builds started by a trigger (a timer or SCM polling, from the causes in
+    /// their `build.xml`) started, newest first: walking back from `next - 1` until `want` of
+    /// them are found, a build started before `since_ms` is reached, or [`WALK_BACK`] builds
+    /// were read.
+    pub trigger_starts_ms: Vec<u64>,
 }
 
-/// Reads `nextBuildNumber` and the start of the build before it for each job, on `threads`
-/// threads. Jobs with no readable number are left out. Blocking.
+/// At most this many `build.xml` files read back per job and listing.
+pub const WALK_BACK: u64 = 24;
+
+/// A queued job, and how far back its builds matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// The job's full name.
+    pub job: String,
+    /// Builds started before this (ms) end the walk back (the item's first request, with
+    /// some slack for the clocks' skew).
+    pub since_ms: u64,
+    /// How many trigger builds are wanted (the item's requests).
+    pub want: u32,
+}
+
+/// Reads `nextBuildNumber`, the start of the build before it, and the starts of the newest
+/// trigger builds, for each job, on `threads` threads. Jobs with no readable number are left
+/// out. Blocking.
 pub fn read_newest_builds(
     home: &Path,
-    jobs: &[String],
+    jobs: &[JobQuery],
     threads: usize,
 ) -> BTreeMap<String, NewestBuild> {
-    let numbers = read_next_numbers(home, jobs, threads).numbers;
-    let wanted: Vec<(String, u64)> = numbers.into_iter().collect();
+    let names: Vec<String> = jobs.iter().map(|q| q.job.clone()).collect();
+    let numbers = read_next_numbers(home, &names, threads).numbers;
+    let wanted: Vec<(&JobQuery, u64)> = jobs
+        .iter()
+        .filter_map(|q| numbers.get(&q.job).map(|n| (q, *n)))
+        .collect();
     let threads = threads.clamp(1, 64);
     let chunk = wanted.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -75,19 +100,7 @@ pub fn read_newest_builds(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(job, next)| {
-                            let started_ms = next
-                                .checked_sub(1)
-                                .filter(|n| *n > 0)
-                                .and_then(|n| build_started(home, job, n));
-                            (
-                                job.clone(),
-                                NewestBuild {
-                                    next: *next,
-                                    started_ms,
-                                },
-                            )
-                        })
+                        .map(|(query, next)| (query.job.clone(), newest_build(home, query, *next)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -99,8 +112,51 @@ pub fn read_newest_builds(
     })
 }
 
-/// `<timestamp>` of `builds/<number>/build.xml` of a job.
-fn build_started(home: &Path, job: &str, number: u64) -> Option<u64> {
+/// One job's newest builds, walking back from `next - 1`.
+fn newest_build(home: &Path, query: &JobQuery, next: u64) -> NewestBuild {
+    let mut out = NewestBuild {
+        next,
+        ..NewestBuild::default()
+    };
+    let newest = next.saturating_sub(1);
+    let oldest = newest.saturating_sub(WALK_BACK - 1).max(1);
+    for number in (oldest..=newest).rev() {
+        let Some(build) = read_build(home, &query.job, number) else {
+            // Not written yet (the number is saved first), or gone: look further back.
+            continue;
+        };
+        if number == newest {
+            out.started_ms = Some(build.started_ms);
+        }
+        if build.started_ms < query.since_ms {
+            break;
+        }
+        if build.by_trigger {
+            out.trigger_starts_ms.push(build.started_ms);
+            if out.trigger_starts_ms.len() >= query.want as usize {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// What a `build.xml` says of when and why its build ran.
+struct BuildFacts {
+    started_ms: u64,
+    /// Started by a timer or by SCM polling (among its causes).
+    by_trigger: bool,
+}
+
+/// The cause classes of the triggers a quiet Jenkins also fires (XML element names, as
+/// XStream writes `hudson.triggers.TimerTrigger$TimerTriggerCause`).
+const TRIGGER_CAUSES: [&str; 2] = [
+    "<hudson.triggers.TimerTrigger_-TimerTriggerCause",
+    "<hudson.triggers.SCMTrigger_-SCMTriggerCause",
+];
+
+/// `<timestamp>` and the causes of `builds/<number>/build.xml` of a job.
+fn read_build(home: &Path, job: &str, number: u64) -> Option<BuildFacts> {
     let path = item_dir(home, job)
         .join("builds")
         .join(number.to_string())
@@ -108,7 +164,12 @@ fn build_started(home: &Path, job: &str, number: u64) -> Option<u64> {
     let xml = std::fs::read_to_string(path).ok()?;
     let start = xml.find("<timestamp>")? + "<timestamp>".len();
     let end = start + xml[start..].find("</timestamp>")?;
-    xml[start..end].trim().parse().ok()
+    let started_ms = xml[start..end].trim().parse().ok()?;
+    let by_trigger = TRIGGER_CAUSES.iter().any(|c| xml.contains(c));
+    Some(BuildFacts {
+        started_ms,
+        by_trigger,
+    })
 }
 
 /// Reads `nextBuildNumber` of every item in `items` (folders have none), on `threads` threads.
@@ -188,25 +249,81 @@ mod tests {
         let other = item_dir(home.path(), "started-only");
         std::fs::create_dir_all(&other).unwrap();
         std::fs::write(other.join("nextBuildNumber"), "2").unwrap();
-        let jobs = ["F/job", "started-only", "never"]
-            .map(String::from)
-            .to_vec();
+        let jobs = ["F/job", "started-only", "never"].map(|job| JobQuery {
+            job: job.to_string(),
+            since_ms: 0,
+            want: 1,
+        });
         let found = read_newest_builds(home.path(), &jobs, 2);
         assert_eq!(
             found.get("F/job"),
             Some(&NewestBuild {
                 next: 5,
-                started_ms: Some(1_700_000_000_123)
-            })
+                started_ms: Some(1_700_000_000_123),
+                trigger_starts_ms: Vec::new(),
+            }),
+            "no cause recorded: no trigger build"
         );
         assert_eq!(
             found.get("started-only"),
             Some(&NewestBuild {
                 next: 2,
-                started_ms: None
+                started_ms: None,
+                trigger_starts_ms: Vec::new(),
             }),
             "the number is saved before the build record"
         );
         assert_eq!(found.get("never"), None);
+    }
+
+    /// A build record as Jenkins writes it, with its causes.
+    fn build_xml(number: u64, started_ms: u64, cause: &str) -> String {
+        format!(
+            "<?xml version='1.1' encoding='UTF-8'?>\n<build>\n  <actions>\n    <hudson.model.CauseAction>\n      \
+             <causeBag class=\"linked-hash-map\">\n        <entry>\n          {cause}\n          <int>1</int>\n        \
+             </entry>\n      </causeBag>\n    </hudson.model.CauseAction>\n  </actions>\n  <number>{number}</number>\n  \
+             <timestamp>{started_ms}</timestamp>\n</build>\n"
+        )
+    }
+
+    #[test]
+    fn trigger_builds_are_read_back_to_the_first_request() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = item_dir(home.path(), "cron");
+        let timer = "<hudson.triggers.TimerTrigger_-TimerTriggerCause/>";
+        let scm = "<hudson.triggers.SCMTrigger_-SCMTriggerCause/>";
+        let user = "<hudson.model.Cause_-UserIdCause><userId>ann</userId></hudson.model.Cause_-UserIdCause>";
+        for (n, at, cause) in [
+            (1, 1_000, timer),
+            (2, 2_000, timer),
+            (3, 3_000, user),
+            (4, 4_000, scm),
+            (5, 5_000, timer),
+        ] {
+            std::fs::create_dir_all(dir.join(format!("builds/{n}"))).unwrap();
+            std::fs::write(
+                dir.join(format!("builds/{n}/build.xml")),
+                build_xml(n, at, cause),
+            )
+            .unwrap();
+        }
+        // Build 6 has its number saved, its record not yet written.
+        std::fs::write(dir.join("nextBuildNumber"), "7").unwrap();
+        let query = |since_ms, want| {
+            let q = [JobQuery {
+                job: "cron".into(),
+                since_ms,
+                want,
+            }];
+            read_newest_builds(home.path(), &q, 1)
+                .remove("cron")
+                .unwrap()
+        };
+        // Back to the first request at 1.9 s: the user's build is no trigger's.
+        let b = query(1_900, 9);
+        assert_eq!(b.started_ms, None, "build 6 has no record yet");
+        assert_eq!(b.trigger_starts_ms, [5_000, 4_000, 2_000]);
+        // Enough found: the walk stops.
+        assert_eq!(query(0, 2).trigger_starts_ms, [5_000, 4_000]);
     }
 }

@@ -720,6 +720,36 @@ fn expired_lease_steps_down_before_anything_else() {
     assert_eq!(c.held_term(), None);
 }
 
+/// A host suspended for an hour (a paused VM, a laptop lid) resumes: its clock (CLOCK_BOOTTIME,
+/// which counted the suspended hour) says an hour passed since the last renewal, and the lease on
+/// storage still shows its own term, unchanged (the standby may have claimed after it, or may be
+/// about to). The first decision steps down before anything else: no renewal, no routing, no
+/// `/active` 200, whatever Jenkins says. With a clock that stops during a suspend it would have
+/// trusted its lease for `lease_timeout − margin` more.
+#[test]
+fn a_holder_resumed_after_a_suspend_steps_down_at_its_first_tick() {
+    let mut c = active_core(3, 0);
+    let d = c.decide(&obs(500, term(3, "a", 1), healthy()));
+    assert_eq!(d.role, Role::Active, "{}", d.reason);
+    assert!(d.serving_until.is_some());
+    let hour = 3_600_000;
+    let d = c.decide(&obs(500 + hour, term(3, "a", 1), healthy()));
+    assert_eq!(d.role, Role::SteppingDown, "{}", d.reason);
+    assert_eq!(d.actions, vec![Action::StopRouting, Action::KeepQuiet]);
+    assert!(
+        d.serving_until
+            .is_none_or(|until| until <= Duration::from_millis(500 + hour)),
+        "/active would answer 200 after the resume: {:?}",
+        d.serving_until
+    );
+    assert!(
+        d.reason.text.contains("expired by my own clock"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(c.held_term(), None);
+}
+
 #[test]
 fn holder_seeing_a_newer_term_steps_down() {
     let mut c = active_core(3, 0);
