@@ -54,11 +54,14 @@ async fn started(spec: Spec) -> (Cluster, usize) {
         .wait_one_active(Duration::from_secs(15))
         .await
         .unwrap_or_else(|| panic!("no single active node\n{}", c.logs()));
-    // Let the standby settle: quiet, watcher started, the promotion reload of the active done.
+    // Let the standby settle: quiet, watcher started, the promotion reload of the active done,
+    // and its check of what its Jenkins loaded (item by item, against the disk) over: an edit
+    // written while that check runs is found by it, whatever the watcher sees.
     let settled = c
         .wait(Duration::from_secs(10), || async {
             let s = c.status(1 - active).await?;
             let ok = s.nodes[0].watch.as_ref().is_some_and(|w| w.items > 0)
+                && s.nodes[0].loaded.as_deref() == Some("known")
                 && c.quieting_down(1 - active).await == Some(true)
                 && c.quieting_down(active).await == Some(false);
             ok.then_some(())
