@@ -1536,34 +1536,7 @@ impl Relay {
             .expect("relay bind");
         let port = listener.local_addr().expect("relay addr").port();
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let mut cut_rx = cut_rx.clone();
-                tokio::spawn(async move {
-                    if *cut_rx.borrow() {
-                        // Blackhole: hold the connection open and say nothing.
-                        wait_cut(&mut cut_rx, false).await;
-                        return;
-                    }
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
-                    else {
-                        return;
-                    };
-                    let mut cut_now = cut_rx.clone();
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = wait_cut(&mut cut_now, true) => {
-                            // Cut: stop forwarding but keep both sockets open, like a dropped link.
-                            wait_cut(&mut cut_rx, false).await;
-                        }
-                    }
-                });
-            }
-        });
+        let task = tokio::spawn(forward_port(listener, target_port, cut_rx));
         Relay { port, cut, task }
     }
 
@@ -1927,18 +1900,7 @@ impl NetNs {
                 if !ok {
                     return;
                 }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("forwarder runtime");
-                rt.block_on(async move {
-                    for (listener, port) in listeners {
-                        let listener =
-                            tokio::net::TcpListener::from_std(listener).expect("forward listener");
-                        tokio::spawn(forward_port(listener, port, never_cut.clone()));
-                    }
-                    let _ = stop_rx.await;
-                });
+                serve_forwards(listeners, never_cut, stop_rx);
             })
             .expect("spawn the forwarder");
         entered_rx
@@ -1991,18 +1953,7 @@ impl NetNs {
         let thread = std::thread::Builder::new()
             .name(format!("{}-forward-out", self.name))
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("forwarder runtime");
-                rt.block_on(async move {
-                    for (listener, port) in listeners {
-                        let listener =
-                            tokio::net::TcpListener::from_std(listener).expect("forward listener");
-                        tokio::spawn(forward_port(listener, port, cut.clone()));
-                    }
-                    let _ = stop_rx.await;
-                });
+                serve_forwards(listeners, cut, stop_rx);
             })
             .expect("spawn the forwarder");
         self.forwards_out = Some((stop, thread));
@@ -2017,8 +1968,29 @@ impl NetNs {
     }
 }
 
-/// Accepts on `listener` and connects to `127.0.0.1:port` from the current thread's namespace,
-/// copying both ways.
+/// Runs [`forward_port`] for every listener on this thread until `stop` fires (the thread's
+/// own runtime: a forwarder thread may have entered another network namespace).
+fn serve_forwards(
+    listeners: Vec<(std::net::TcpListener, u16)>,
+    cut: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("forwarder runtime");
+    rt.block_on(async move {
+        for (listener, port) in listeners {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("forward listener");
+            tokio::spawn(forward_port(listener, port, cut.clone()));
+        }
+        let _ = stop.await;
+    });
+}
+
+/// Accepts on `listener` and forwards each connection to `127.0.0.1:port` (a socket made on
+/// the calling thread, so in its network namespace). While `cut` is set, open connections
+/// carry nothing and new ones are held open unanswered, like a dropped link.
 async fn forward_port(
     listener: tokio::net::TcpListener,
     port: u16,

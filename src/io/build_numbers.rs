@@ -92,24 +92,11 @@ pub fn read_newest_builds(
         .iter()
         .filter_map(|q| numbers.get(&q.job).map(|n| (q, *n)))
         .collect();
-    let threads = threads.clamp(1, 64);
-    let chunk = wanted.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = wanted
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(query, next)| (query.job.clone(), newest_build(home, query, *next)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+    on_threads(&wanted, threads, |(query, next)| {
+        (query.job.clone(), newest_build(home, query, *next))
     })
+    .into_iter()
+    .collect()
 }
 
 /// One job's newest builds, walking back from `next - 1`.
@@ -175,26 +162,9 @@ fn read_build(home: &Path, job: &str, number: u64) -> Option<BuildFacts> {
 /// Reads `nextBuildNumber` of every item in `items` (folders have none), on `threads` threads.
 /// Blocking: call it off the async runtime.
 pub fn read_next_numbers(home: &Path, items: &[String], threads: usize) -> DiskNumbers {
-    let threads = threads.clamp(1, 64);
-    let chunk = items.len().div_ceil(threads).max(1);
-    let parts: Vec<Vec<(String, ReadOne)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|name| (name.clone(), read_one(home, name)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let parts = on_threads(items, threads, |name| (name.clone(), read_one(home, name)));
     let mut out = DiskNumbers::default();
-    for (name, result) in parts.into_iter().flatten() {
+    for (name, result) in parts {
         match result {
             Ok(Some(n)) => {
                 out.numbers.insert(name, n);
@@ -204,6 +174,24 @@ pub fn read_next_numbers(home: &Path, items: &[String], threads: usize) -> DiskN
         }
     }
     out
+}
+
+/// `f` over every item, the items split among `threads` scoped threads (1 to 64): file reads
+/// that each cost a round trip or two on NFS, and overlap well. The results in item order.
+fn on_threads<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, 64);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 #[cfg(test)]
